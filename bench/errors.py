@@ -1,0 +1,40 @@
+"""Exception and warning types shared by every impbench package.
+
+All subclass a built-in so callers can catch them generically
+(as python-control's ``control/exception.py`` does).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConvergenceWarning",
+    "DataError",
+    "EstimationError",
+    "InvalidParameterError",
+    "RegistryError",
+    "ScenarioError",
+]
+
+
+class InvalidParameterError(ValueError):
+    """A hyper-parameter or plant parameter violates its declared constraint."""
+
+
+class DataError(ValueError):
+    """Input data are malformed: wrong shape, NaN/inf, unsorted time, missing column."""
+
+
+class EstimationError(RuntimeError):
+    """An estimator could not produce a result (singular matrix, too few samples, ...)."""
+
+
+class RegistryError(LookupError):
+    """A plugin name does not resolve, or a plugin failed to load."""
+
+
+class ScenarioError(ValueError):
+    """A scenario file is invalid. The message names the file, line and field."""
+
+
+class ConvergenceWarning(UserWarning):
+    """An iterative method stopped before meeting its convergence criterion."""

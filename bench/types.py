@@ -1,0 +1,320 @@
+"""The data types every package exchanges (one place, DESIGN.md "Data types").
+
+``estimators`` never imports ``plants`` and vice versa: they meet here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.errors import DataError
+
+__all__ = [
+    "CalibrationResult",
+    "GroundTruth",
+    "ImpedanceEstimate",
+    "MuscleData",
+    "ParameterSpec",
+    "Realizations",
+    "cut_record",
+]
+
+
+def _finite_2d(name: str, a: Any) -> np.ndarray:
+    arr = np.asarray(a, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise DataError(f"{name} must have shape (R, N); got an array with shape {arr.shape}.")
+    if arr.shape[0] < 1 or arr.shape[1] < 2:
+        raise DataError(f"{name} must hold at least 1 realization of 2 samples; got {arr.shape}.")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        r, n = np.argwhere(bad)[0]
+        raise DataError(
+            f"{name} contains {int(bad.sum())} non-finite value(s) (NaN/inf); "
+            f"first at realization {int(r)}, sample {int(n)}."
+        )
+    return arr
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Known impedance of a simulated or mapped plant on the realization grid.
+
+    Attributes
+    ----------
+    K : ndarray, shape (N,), Nm/rad (or N/m for the lever rig)
+        True stiffness at each sample of one realization.
+    B : ndarray, shape (N,), Nms/rad, optional
+        True damping.
+    I : float, kg m^2, optional
+        True inertia.
+    K_r : ndarray, shape (R, N), optional
+        Per-realization stiffness when realizations differ (jitter); ``K`` is then
+        the nominal (un-jittered) trajectory.
+    """
+
+    K: np.ndarray
+    B: np.ndarray | None = None
+    I: float | None = None
+    K_r: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Realizations:
+    """Ensemble data for impedance estimation.
+
+    Attributes
+    ----------
+    u : ndarray, shape (R, N)
+        Input (position perturbation), rad or m.
+    y : ndarray, shape (R, N)
+        Output (torque or force), Nm or N.
+    fs : float
+        Sampling rate, Hz.
+    schedule : ndarray, shape (R, N), optional
+        Scheduling variable (e.g. pivot position, EMG envelope, normalized K shape).
+    truth : GroundTruth, optional
+        Ground truth on the same grid.
+    meta : dict
+        Free-form provenance (plant parameters, seed, rig id, ...).
+    """
+
+    u: np.ndarray
+    y: np.ndarray
+    fs: float
+    schedule: np.ndarray | None = None
+    truth: GroundTruth | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        u = _finite_2d("u", self.u)
+        y = _finite_2d("y", self.y)
+        if u.shape != y.shape:
+            raise DataError(f"u and y must have the same shape; got {u.shape} and {y.shape}.")
+        if not (np.isfinite(self.fs) and self.fs > 0):
+            raise DataError(f"fs must be a positive finite sampling rate in Hz; got {self.fs!r}.")
+        object.__setattr__(self, "u", u)
+        object.__setattr__(self, "y", y)
+        object.__setattr__(self, "fs", float(self.fs))
+        if self.schedule is not None:
+            s = _finite_2d("schedule", self.schedule)
+            if s.shape != u.shape:
+                raise DataError(
+                    f"schedule must have the shape of u {u.shape}; got {s.shape}."
+                )
+            object.__setattr__(self, "schedule", s)
+        if self.truth is not None and np.shape(self.truth.K) != (u.shape[1],):
+            raise DataError(
+                f"truth.K must have shape (N,) = ({u.shape[1]},); got {np.shape(self.truth.K)}."
+            )
+
+    @property
+    def R(self) -> int:
+        """Number of realizations."""
+        return self.u.shape[0]
+
+    @property
+    def N(self) -> int:
+        """Samples per realization."""
+        return self.u.shape[1]
+
+    @property
+    def dt(self) -> float:
+        """Sampling interval, s."""
+        return 1.0 / self.fs
+
+    @property
+    def t(self) -> np.ndarray:
+        """Time within one realization, shape (N,), s."""
+        return np.arange(self.N) / self.fs
+
+    @classmethod
+    def from_record(
+        cls,
+        u: np.ndarray,
+        y: np.ndarray,
+        fs: float,
+        period: float,
+        *,
+        schedule: np.ndarray | None = None,
+        truth: GroundTruth | None = None,
+        meta: dict | None = None,
+    ) -> Realizations:
+        """Cut one long record into realizations of one period of the time variation.
+
+        Parameters
+        ----------
+        u, y : ndarray, shape (T,)
+            Input and output records.
+        fs : float
+            Sampling rate, Hz.
+        period : float
+            Period of the time variation, s. ``round(period * fs)`` samples per realization;
+            a trailing partial period is dropped.
+        schedule : ndarray, shape (T,), optional
+        truth : GroundTruth, optional
+            Already on the one-period grid.
+        meta : dict, optional
+        """
+        return cls(
+            u=cut_record(u, fs, period, name="u"),
+            y=cut_record(y, fs, period, name="y"),
+            fs=fs,
+            schedule=None if schedule is None else cut_record(schedule, fs, period, "schedule"),
+            truth=truth,
+            meta=dict(meta or {}),
+        )
+
+    def replace(self, **changes: Any) -> Realizations:
+        """Return a copy with some fields replaced (validated again)."""
+        kw = {
+            "u": self.u, "y": self.y, "fs": self.fs, "schedule": self.schedule,
+            "truth": self.truth, "meta": dict(self.meta),
+        }
+        kw.update(changes)
+        return Realizations(**kw)
+
+
+def cut_record(x: np.ndarray, fs: float, period: float, name: str = "x") -> np.ndarray:
+    """Cut a 1-D record into rows of one period (the one place that does this).
+
+    Returns
+    -------
+    ndarray, shape (R, round(period * fs))
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 1:
+        raise DataError(f"{name} must be a 1-D record to cut; got shape {x.shape}.")
+    if not (np.isfinite(period) and period > 0):
+        raise DataError(f"period must be a positive number of seconds; got {period!r}.")
+    n = int(round(period * fs))
+    if n < 2:
+        raise DataError(f"period {period} s at fs {fs} Hz gives fewer than 2 samples.")
+    r = x.size // n
+    if r < 1:
+        raise DataError(
+            f"{name} has {x.size} samples, shorter than one period ({n} samples = {period} s)."
+        )
+    return x[: r * n].reshape(r, n).copy()
+
+
+@dataclass(frozen=True)
+class ImpedanceEstimate:
+    """Result of an impedance estimator on one :class:`Realizations`.
+
+    Attributes
+    ----------
+    K : ndarray, shape (N,)
+        Stiffness trajectory (NaN where not estimable), same unit as the truth.
+    B : ndarray, shape (N,), optional
+        Damping trajectory.
+    I : ndarray, shape (N,) or float, optional
+        Inertia.
+    irf : ndarray, shape (N, L), optional
+        Time-varying impulse response (input->output), output unit per input unit per s.
+    lags : ndarray, shape (L,), optional
+        IRF lags, s (negative = anti-causal).
+    frf : ndarray, shape (N, F) complex, optional
+        Time-varying frequency response.
+    freqs : ndarray, shape (F,), optional
+        FRF frequencies, Hz.
+    info : dict
+        Hyper-parameters actually used, VAF, warnings.
+    """
+
+    K: np.ndarray
+    B: np.ndarray | None = None
+    I: np.ndarray | float | None = None
+    irf: np.ndarray | None = None
+    lags: np.ndarray | None = None
+    frf: np.ndarray | None = None
+    freqs: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        K = np.asarray(self.K, dtype=float)
+        if K.ndim != 1:
+            raise DataError(f"ImpedanceEstimate.K must be 1-D; got shape {K.shape}.")
+        object.__setattr__(self, "K", K)
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """A named, bounded model parameter carried into calibration results."""
+
+    name: str
+    unit: str
+    lower: float
+    upper: float
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class MuscleData:
+    """EMG-driven modelling trial(s).
+
+    Attributes
+    ----------
+    excitation : ndarray, shape (S, T, M_emg)
+        Processed EMG excitations in [0, 1] for S trials, T samples, M_emg channels.
+    angle : ndarray, shape (S, T, D), rad
+    torque : ndarray, shape (S, T, D), Nm
+        Reference joint torque.
+    fs : float, Hz
+    lmt : ndarray, shape (S, T, M), m, optional
+        MTU lengths (else computed from a kinematics model).
+    moment_arm : ndarray, shape (S, T, M, D), m, optional
+    stiffness : ndarray, shape (S, T, D), Nm/rad, optional
+        Reference joint stiffness.
+    channels, muscles, dofs : list of str
+    truth : dict, optional
+        True parameters when synthetic.
+    meta : dict
+    """
+
+    excitation: np.ndarray
+    angle: np.ndarray
+    torque: np.ndarray
+    fs: float
+    lmt: np.ndarray | None = None
+    moment_arm: np.ndarray | None = None
+    stiffness: np.ndarray | None = None
+    channels: list = field(default_factory=list)
+    muscles: list = field(default_factory=list)
+    dofs: list = field(default_factory=list)
+    truth: dict | None = None
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class CalibrationResult:
+    """Outcome of a calibration.
+
+    Attributes
+    ----------
+    params : dict of str to float
+        Fitted values, keyed by parameter name.
+    specs : list of ParameterSpec
+        Names, units and bounds of the calibrated parameters.
+    history : ndarray, shape (n_iter,)
+        Objective value per iteration / temperature.
+    wall_time : float, s
+    evaluations : int
+        Forward-model evaluations.
+    predicted : dict
+        Predicted torque/stiffness arrays on calibration and held-out trials.
+    info : dict
+    """
+
+    params: dict
+    specs: list
+    history: np.ndarray
+    wall_time: float
+    evaluations: int
+    predicted: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
