@@ -17,7 +17,7 @@ import numpy as np
 from bench.params import get_params, validate_params
 from bench.types import ImpedanceEstimate, Realizations
 
-__all__ = ["Tags", "Estimator", "Plant", "Calibrator"]
+__all__ = ["Calibrator", "Estimator", "Plant", "Tags"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,9 @@ class Estimator(_Parametrized, abc.ABC):
         """
         self._validate()
         if not isinstance(data, Realizations):
-            raise TypeError(f"{type(self).__name__}.estimate expects Realizations, got {type(data)}")
+            raise TypeError(
+                f"{type(self).__name__}.estimate expects Realizations, got {type(data)}"
+            )
         from bench.errors import DataError
 
         if data.R < self.tags.min_realizations:

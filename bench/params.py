@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.errors import InvalidParameterError
 
-__all__ = ["Interval", "Options", "ArrayLike", "validate_params", "get_params", "describe"]
+__all__ = ["ArrayLike", "Interval", "Options", "describe", "get_params", "validate_params"]
 
 
 @dataclass(frozen=True)

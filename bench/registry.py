@@ -12,12 +12,12 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib.metadata import entry_points
 
 from bench.errors import RegistryError
 
-__all__ = ["KINDS", "Entry", "available", "resolve", "entries"]
+__all__ = ["KINDS", "Entry", "available", "entries", "resolve"]
 
 KINDS = ("estimators", "calibrators", "plants")
 
@@ -48,7 +48,7 @@ def _load(target: str) -> type:
         raise RegistryError(f"module {module!r} has no attribute {attr!r}") from exc
 
 
-@lru_cache(maxsize=None)
+@cache
 def entries(kind: str) -> dict[str, Entry]:
     """All backends of ``kind`` registered through entry points, loaded (cached)."""
     if kind not in KINDS:

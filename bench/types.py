@@ -192,7 +192,7 @@ def cut_record(x: np.ndarray, fs: float, period: float, name: str = "x") -> np.n
         raise DataError(f"{name} must be a 1-D record to cut; got shape {x.shape}.")
     if not (np.isfinite(period) and period > 0):
         raise DataError(f"period must be a positive number of seconds; got {period!r}.")
-    n = int(round(period * fs))
+    n = round(period * fs)
     if n < 2:
         raise DataError(f"period {period} s at fs {fs} Hz gives fewer than 2 samples.")
     r = x.size // n
