@@ -54,7 +54,7 @@ def test_realizations_rejects_bad_arrays(u, y, msg):
 def test_realizations_rejects_bad_fs_and_truth():
     with pytest.raises(DataError, match="fs"):
         Realizations(u=np.zeros((1, 4)), y=np.zeros((1, 4)), fs=0.0)
-    with pytest.raises(DataError, match="truth.K"):
+    with pytest.raises(DataError, match=r"truth\.K"):
         Realizations(u=np.zeros((1, 4)), y=np.zeros((1, 4)), fs=1.0,
                      truth=GroundTruth(K=np.zeros(3)))
 
