@@ -58,7 +58,7 @@ def test_storage_errors_name_file_and_line(tmp_path, body, msg):
 def test_storage_missing_column_lists_columns(tmp_path):
     path = tmp_path / "x.sto"
     write_storage(path, T, np.zeros((11, 1)), ["soleus"])
-    with pytest.raises(DataError, match="missing column 'tibant'.*soleus"):
+    with pytest.raises(DataError, match=r"missing column 'tibant'.*soleus"):
         read_storage(path).column("tibant")
 
 
