@@ -34,8 +34,8 @@ import numpy as np
 from scipy import linalg
 
 __all__ = [
-    "ArmGeometry",
     "DOF_NAMES",
+    "ArmGeometry",
     "base_parameter_map",
     "bias_torques",
     "constrained_terms",
@@ -62,6 +62,8 @@ class ArmGeometry(NamedTuple):
     elbow: jnp.ndarray = jnp.array([0.0, -0.29, 0.0])
     radius_origin: jnp.ndarray = jnp.array([0.0, 0.0, 0.015])
 
+
+DEFAULT_GEOMETRY = ArmGeometry()
 
 # joint axis (unit vector) of each joint in its parent frame, and which offset precedes it
 _AXES = np.array(
@@ -110,7 +112,7 @@ def _offsets(geom: ArmGeometry):
     return [z, z, z, geom.elbow, geom.radius_origin]
 
 
-def inverse_dynamics(q, qd, qdd, pi, geom: ArmGeometry = ArmGeometry(), gravity=GRAVITY):
+def inverse_dynamics(q, qd, qdd, pi, geom: ArmGeometry = DEFAULT_GEOMETRY, gravity=GRAVITY):
     """Joint torques by RNEA.
 
     Parameters
@@ -155,7 +157,7 @@ def inverse_dynamics(q, qd, qdd, pi, geom: ArmGeometry = ArmGeometry(), gravity=
     return jnp.stack(tau)
 
 
-def mass_matrix(q, pi, geom: ArmGeometry = ArmGeometry()):
+def mass_matrix(q, pi, geom: ArmGeometry = DEFAULT_GEOMETRY):
     """Joint-space inertia matrix M(q), shape (5, 5), kg m^2."""
     eye = jnp.eye(N_DOF)
     cols = jax.vmap(lambda e: inverse_dynamics(q, jnp.zeros(N_DOF), e, pi, geom, 0.0))(eye)
@@ -163,18 +165,18 @@ def mass_matrix(q, pi, geom: ArmGeometry = ArmGeometry()):
     return 0.5 * (M + M.T)
 
 
-def bias_torques(q, qd, pi, geom: ArmGeometry = ArmGeometry(), gravity=GRAVITY):
+def bias_torques(q, qd, pi, geom: ArmGeometry = DEFAULT_GEOMETRY, gravity=GRAVITY):
     """Coriolis, centrifugal and gravity torques, shape (5,), Nm."""
     return inverse_dynamics(q, qd, jnp.zeros(N_DOF), pi, geom, gravity)
 
 
-def forward_dynamics(q, qd, tau, pi, geom: ArmGeometry = ArmGeometry(), gravity=GRAVITY):
+def forward_dynamics(q, qd, tau, pi, geom: ArmGeometry = DEFAULT_GEOMETRY, gravity=GRAVITY):
     """qdd = M^-1 (tau - bias), shape (5,), rad/s^2."""
     return jnp.linalg.solve(mass_matrix(q, pi, geom), tau - bias_torques(q, qd, pi, geom,
                                                                          gravity))
 
 
-def regressor(q, qd, qdd, geom: ArmGeometry = ArmGeometry(), gravity=GRAVITY):
+def regressor(q, qd, qdd, geom: ArmGeometry = DEFAULT_GEOMETRY, gravity=GRAVITY):
     """Y such that tau = Y @ pi.ravel(); shape (5, 30). Exact (torques are linear in pi)."""
     f = lambda p: inverse_dynamics(q, qd, qdd, p.reshape(3, 10), geom, gravity)  # noqa: E731
     return jax.jacfwd(f)(jnp.zeros(30))
@@ -193,7 +195,7 @@ def _body_poses(q, geom: ArmGeometry):
     return poses
 
 
-def potential_energy(q, pi, geom: ArmGeometry = ArmGeometry(), gravity=GRAVITY):
+def potential_energy(q, pi, geom: ArmGeometry = DEFAULT_GEOMETRY, gravity=GRAVITY):
     """Gravitational potential energy, J (zero at the shoulder height)."""
     U = 0.0
     for (R, p), par in zip(_body_poses(q, geom), pi):
@@ -202,7 +204,7 @@ def potential_energy(q, pi, geom: ArmGeometry = ArmGeometry(), gravity=GRAVITY):
     return U
 
 
-def kinetic_energy(q, qd, pi, geom: ArmGeometry = ArmGeometry()):
+def kinetic_energy(q, qd, pi, geom: ArmGeometry = DEFAULT_GEOMETRY):
     """Kinetic energy 1/2 qd^T M qd, J."""
     return 0.5 * qd @ mass_matrix(q, pi, geom) @ qd
 
@@ -253,7 +255,7 @@ def default_inertial_parameters() -> np.ndarray:
 
 
 def base_parameter_map(
-    n_samples: int = 400, seed: int = 0, geom: ArmGeometry = ArmGeometry(), tol: float = 1e-8
+    n_samples: int = 400, seed: int = 0, geom: ArmGeometry = DEFAULT_GEOMETRY, tol: float = 1e-8
 ) -> tuple[np.ndarray, np.ndarray]:
     """Numerical base (identifiable) inertial parameters (Gautier's QR regrouping).
 
