@@ -1,0 +1,298 @@
+"""Calibration objective (000:Eq.8-9, 001:Eq.4) and the calibrated-parameter space.
+
+Calibrators never import ``plants``: they receive a *model* object exposing
+
+* ``base_params`` — a NamedTuple pytree whose fields are arrays of shape (M,)
+  (e.g. ``plants.muscle.MTUParams``: ``f_max``, ``l_opt``, ``l_ts``, ``shape``, ``c1``, ...);
+* ``muscles`` — the M MTU names;
+* ``simulate(params, inputs) -> dict`` — a JAX-traceable forward model over all trials
+  returning ``torque`` (S, T, D), ``stiffness`` (S, T, D), ``lm`` (S, T, M) normalized fibre
+  length and ``lt`` (S, T, M) normalized tendon length l_t / l_ts.
+
+:class:`CalibrationSpace` maps a flat vector x (physical units) to such a pytree:
+
+=============  ======================  ==================================  ===========
+block          per                     bounds (000 Fig. 2 caption)          unit
+=============  ======================  ==================================  ===========
+l_opt          MTU                     initial +- 5 %                       m
+l_ts           MTU                     initial +- 5 %                       m
+strength       group (declared)        (0.3, 2.5), scales f_max             1
+shape          MTU                     (-3, 0)  (000:Eq.1)                  1
+c1, c2         shared (optional, 001)  (-1, 1)                              1
+=============  ======================  ==================================  ===========
+
+:class:`Objective` is 000:Eq.8: alpha times the torque error and beta times the stiffness
+error, each the squared error divided by the variance of the reference profile of that
+trial and DoF and averaged over trials, DoFs and samples, plus a physiological penalty:
+the hard one of 000:Eq.9 (MAX = 1000 per MTU and sample with l_m outside [0.5, 1.5] or
+l_t < l_ts, averaged over samples), and/or the smooth range penalties of 001:Eq.4
+(w (x_min - x)^2 below, w (x - x_max)^2 above, for the normalized fibre length in
+[0.5, 1.5] and the tendon strain in [0, 0.5]) that gradient methods need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from bench.errors import DataError, InvalidParameterError
+from bench.types import ParameterSpec
+
+__all__ = ["CalibrationSpace", "Objective", "hard_penalty", "smooth_range_penalty"]
+
+
+@dataclass(frozen=True)
+class _Block:
+    field: str
+    kind: str  # "relative" (l_opt, l_ts), "strength", "absolute"
+    index: tuple  # per entry: tuple of muscle indices it sets
+    names: tuple
+    unit: str
+    lower: np.ndarray
+    upper: np.ndarray
+    x0: np.ndarray
+
+
+@dataclass(frozen=True)
+class CalibrationSpace:
+    """Flat, bounded vector of calibrated parameters <-> model parameter pytree.
+
+    Build it with :meth:`build`.
+    """
+
+    base: Any
+    muscles: tuple
+    blocks: tuple
+    lower: np.ndarray = field(repr=False)
+    upper: np.ndarray = field(repr=False)
+    x0: np.ndarray = field(repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        base: Any,
+        muscles: list[str],
+        *,
+        strength_groups: dict[str, list[str]] | None = None,
+        length_tolerance: float = 0.05,
+        strength_bounds: tuple[float, float] = (0.3, 2.5),
+        shape_bounds: tuple[float, float] = (-3.0, 0.0),
+        calibrate_filter: bool = False,
+    ) -> CalibrationSpace:
+        """Declare what is calibrated.
+
+        Parameters
+        ----------
+        base : NamedTuple
+            Initial (generic or scaled) model parameters, fields of shape (M,).
+        muscles : list of str, length M
+        strength_groups : dict, optional
+            Group name -> muscles sharing one strength coefficient (000: GM+GL, PL+PB);
+            muscles not listed get their own.
+        length_tolerance : float
+            Relative bound on l_opt and l_ts (0.05 = +-5 %).
+        strength_bounds, shape_bounds : (float, float)
+        calibrate_filter : bool
+            Also calibrate the shared recursive-filter coefficients C1, C2 (001).
+        """
+        M = len(muscles)
+        for f in ("l_opt", "l_ts", "f_max", "shape"):
+            if not hasattr(base, f) or np.shape(getattr(base, f)) != (M,):
+                raise InvalidParameterError(
+                    f"model parameters need a field {f!r} of shape ({M},) to calibrate"
+                )
+        groups = dict(strength_groups or {})
+        seen: dict[str, str] = {}
+        for g, members in groups.items():
+            for m in members:
+                if m not in muscles:
+                    raise InvalidParameterError(
+                        f"strength group {g!r} names unknown MTU {m!r}; MTUs: {muscles}"
+                    )
+                if m in seen:
+                    raise InvalidParameterError(f"MTU {m!r} is in groups {seen[m]!r} and {g!r}")
+                seen[m] = g
+        for m in muscles:
+            if m not in seen:
+                groups[m] = [m]
+        per = tuple((i,) for i in range(M))
+        blocks = []
+        for f, unit in (("l_opt", "m"), ("l_ts", "m")):
+            v = np.asarray(getattr(base, f), dtype=float)
+            blocks.append(_Block(f, "relative", per, tuple(f"{f}[{m}]" for m in muscles), unit,
+                                 v * (1 - length_tolerance), v * (1 + length_tolerance), v))
+        gidx = tuple(tuple(muscles.index(m) for m in mem) for mem in groups.values())
+        ng = len(gidx)
+        blocks.append(_Block("f_max", "strength", gidx, tuple(f"strength[{g}]" for g in groups),
+                             "1", np.full(ng, strength_bounds[0]), np.full(ng, strength_bounds[1]),
+                             np.ones(ng)))
+        sh = np.clip(np.asarray(base.shape, dtype=float), shape_bounds[0] + 1e-6,
+                     shape_bounds[1] - 1e-6)
+        blocks.append(_Block("shape", "absolute", per, tuple(f"shape[{m}]" for m in muscles),
+                             "1", np.full(M, shape_bounds[0]), np.full(M, shape_bounds[1]), sh))
+        if calibrate_filter:
+            for f in ("c1", "c2"):
+                if not hasattr(base, f):
+                    raise InvalidParameterError(f"model parameters have no field {f!r}")
+                v = float(np.mean(getattr(base, f)))
+                blocks.append(_Block(f, "absolute", (tuple(range(M)),), (f,), "1",
+                                     np.array([-1.0]), np.array([1.0]), np.array([v])))
+        lower = np.concatenate([b.lower for b in blocks])
+        upper = np.concatenate([b.upper for b in blocks])
+        x0 = np.concatenate([b.x0 for b in blocks])
+        return cls(base, tuple(muscles), tuple(blocks), lower, upper, x0)
+
+    @property
+    def size(self) -> int:
+        return self.x0.size
+
+    @property
+    def names(self) -> list[str]:
+        return [n for b in self.blocks for n in b.names]
+
+    @property
+    def specs(self) -> list[ParameterSpec]:
+        """Name, unit and bounds of every calibrated parameter."""
+        out = []
+        for b in self.blocks:
+            for n, lo, hi in zip(b.names, b.lower, b.upper):
+                out.append(ParameterSpec(n, b.unit, float(lo), float(hi), group=b.field))
+        return out
+
+    def unpack(self, x: jnp.ndarray) -> Any:
+        """Model parameter pytree for a flat vector ``x`` (JAX-traceable)."""
+        params = self.base
+        k = 0
+        for b in self.blocks:
+            n = len(b.names)
+            vals = x[k:k + n]
+            k += n
+            M = len(self.muscles)
+            # scatter entry values onto MTUs
+            scatter = np.zeros((n, M))
+            for e, idx in enumerate(b.index):
+                scatter[e, list(idx)] = 1.0
+            per_mtu = vals @ jnp.asarray(scatter)
+            base_val = jnp.asarray(getattr(self.base, b.field))
+            if b.kind == "strength":
+                new = base_val * per_mtu
+            else:
+                covered = jnp.asarray(scatter.sum(axis=0) > 0)
+                new = jnp.where(covered, per_mtu, base_val)
+            params = params._replace(**{b.field: new})
+        return params
+
+    def to_dict(self, x: np.ndarray) -> dict[str, float]:
+        """Named values of a flat vector."""
+        return {n: float(v) for n, v in zip(self.names, np.asarray(x))}
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` start points drawn uniformly inside the bounds, shape (n, size)."""
+        return rng.uniform(self.lower, self.upper, (n, self.size))
+
+
+def hard_penalty(lm: jnp.ndarray, lt: jnp.ndarray, max_value: float = 1000.0) -> jnp.ndarray:
+    """000:Eq.9 averaged over samples: MAX per MTU and sample with l_m outside [0.5, 1.5]
+    or l_t < l_ts (normalized l_t < 1). Arrays (..., T, M); returns a scalar."""
+    bad = (lm < 0.5) | (lm > 1.5) | (lt < 1.0)
+    per_sample = max_value * jnp.sum(bad, axis=-1)
+    return jnp.mean(per_sample)
+
+
+def smooth_range_penalty(x: jnp.ndarray, lo: float, hi: float, weight: float) -> jnp.ndarray:
+    """001:Eq.4 summed over MTUs and averaged over samples: w (lo - x)^2 below, w (x - hi)^2
+    above, 0 inside. ``x`` (..., T, M); returns a scalar."""
+    p = weight * (jnp.square(jnp.minimum(x - lo, 0.0)) + jnp.square(jnp.maximum(x - hi, 0.0)))
+    return jnp.mean(jnp.sum(p, axis=-1))
+
+
+@dataclass(frozen=True)
+class Objective:
+    """000:Eq.8 with the penalty of 000:Eq.9 and/or 001:Eq.4.
+
+    Parameters
+    ----------
+    alpha, beta : float
+        Weights of the normalized torque and stiffness errors, in [0, 1].
+    penalty : {"hard", "smooth", "both", "none"}
+        Which physiological penalty to add. Annealing can use the hard one; gradient
+        methods need "smooth" (the hard one has zero gradient almost everywhere).
+    fiber_range, strain_range : (float, float)
+        Normalized fibre length and tendon strain operating ranges (001:Eq.4).
+    smooth_weight : float
+        w of 001:Eq.4.
+    max_penalty : float
+        MAX of 000:Eq.9.
+    """
+
+    alpha: float = 1.0
+    beta: float = 0.0
+    penalty: str = "hard"
+    fiber_range: tuple = (0.5, 1.5)
+    strain_range: tuple = (0.0, 0.5)
+    smooth_weight: float = 100.0
+    max_penalty: float = 1000.0
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "beta"):
+            v = getattr(self, name)
+            if not (0.0 <= v <= 1.0):
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of Objective must be a float in [0, 1]. Got {v!r}."
+                )
+        if self.penalty not in ("hard", "smooth", "both", "none"):
+            raise InvalidParameterError(
+                "The 'penalty' parameter of Objective must be one of "
+                f"{{'hard', 'smooth', 'both', 'none'}}. Got {self.penalty!r} instead."
+            )
+
+    def reference_variances(self, torque: np.ndarray, stiffness: np.ndarray | None):
+        """Per-trial, per-DoF variances of the references, shapes (S, 1, D)."""
+        vt = np.var(np.asarray(torque), axis=1, keepdims=True)
+        if np.any(vt == 0):
+            raise DataError("a reference torque profile is constant (zero variance)")
+        if self.beta > 0:
+            if stiffness is None:
+                raise DataError("beta > 0 needs a reference stiffness")
+            vk = np.var(np.asarray(stiffness), axis=1, keepdims=True)
+            if np.any(vk == 0):
+                raise DataError("a reference stiffness profile is constant (zero variance)")
+        else:
+            vk = None
+        return vt, vk
+
+    def __call__(self, out: dict, torque, stiffness, var_torque, var_stiffness):
+        """Objective value from model outputs (JAX-traceable).
+
+        Parameters
+        ----------
+        out : dict
+            ``torque``, ``stiffness`` (S, T, D); ``lm``, ``lt`` (S, T, M).
+        torque, stiffness : arrays (S, T, D)
+            References.
+        var_torque, var_stiffness : arrays (S, 1, D)
+            From :meth:`reference_variances`.
+        """
+        J = self.alpha * jnp.mean(jnp.square(out["torque"] - torque) / var_torque)
+        if self.beta > 0:
+            J = J + self.beta * jnp.mean(jnp.square(out["stiffness"] - stiffness) / var_stiffness)
+        if self.penalty in ("hard", "both"):
+            J = J + hard_penalty(out["lm"], out["lt"], self.max_penalty)
+        if self.penalty in ("smooth", "both"):
+            J = J + smooth_range_penalty(out["lm"], *self.fiber_range, self.smooth_weight)
+            J = J + smooth_range_penalty(out["lt"] - 1.0, *self.strain_range, self.smooth_weight)
+        return J
+
+    def errors(self, out: dict, torque, stiffness) -> dict[str, float]:
+        """Seed 000's fitting errors: E_tau = Var(tau_hat - tau) / Var(tau) and
+        E_tau+K = E_tau + Var(K_hat - K) / Var(K) (000 Sec. 2.6, second test)."""
+        e_t = float(np.var(np.asarray(out["torque"]) - torque) / np.var(torque))
+        res = {"E_tau": e_t}
+        if stiffness is not None:
+            e_k = float(np.var(np.asarray(out["stiffness"]) - stiffness) / np.var(stiffness))
+            res["E_K"] = e_k
+            res["E_tau_K"] = e_t + e_k
+        return res
