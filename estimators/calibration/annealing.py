@@ -32,9 +32,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench.base import Calibrator
 from bench.errors import ConvergenceWarning, DataError
+from bench.params import Interval
+from bench.types import CalibrationResult, MuscleData
+from estimators.calibration._problem import make_problem, result_from
+from estimators.calibration.objectives import CalibrationSpace, Objective
 
-__all__ = ["AnnealResult", "anneal"]
+__all__ = ["AnnealResult", "AnnealingCalibrator", "anneal"]
 
 
 @dataclass
@@ -178,3 +183,61 @@ def anneal(
         wall_time=time.perf_counter() - t_start,
         info={"final_step": v.copy(), "final_temperature": T},
     )
+
+
+class AnnealingCalibrator(Calibrator):
+    """EMG-driven model calibration by simulated annealing (CEINMS's optimizer, 000).
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the annealing's random draws.
+    T0, r_T, N_S, N_T, eps, N_eps, max_evaluations
+        See :func:`anneal`; defaults are CEINMS's test configuration.
+    """
+
+    name = "annealing"
+    _parameter_constraints = {
+        "seed": [Interval(int, 0, None)],
+        "T0": [Interval(float, 0, None, closed="neither")],
+        "r_T": [Interval(float, 0, 1, closed="neither")],
+        "N_S": [Interval(int, 1, None)],
+        "N_T": [Interval(int, 1, None)],
+        "eps": [Interval(float, 0, None, closed="neither")],
+        "N_eps": [Interval(int, 1, None)],
+        "max_evaluations": [Interval(int, 10, None)],
+    }
+
+    def __init__(
+        self, *, seed: int = 0, T0: float = 20.0, r_T: float = 0.3, N_S: int = 15,
+        N_T: int = 5, eps: float = 1e-3, N_eps: int = 4, max_evaluations: int = 200_000,
+    ) -> None:
+        self.seed = seed
+        self.T0 = T0
+        self.r_T = r_T
+        self.N_S = N_S
+        self.N_T = N_T
+        self.eps = eps
+        self.N_eps = N_eps
+        self.max_evaluations = max_evaluations
+
+    def calibrate(
+        self, model, data: MuscleData, objective: Objective, *,
+        space: CalibrationSpace | None = None, x0: np.ndarray | None = None,
+    ) -> CalibrationResult:
+        """Calibrate ``model`` on ``data``; start from the initial parameters (or ``x0``)."""
+        self._validate()
+        prob = make_problem(model, data, objective, space)
+        start = prob.space.x0 if x0 is None else np.asarray(x0, dtype=float)
+        f = prob.loss
+        res = anneal(
+            lambda x: float(f(x)), start, prob.space.lower, prob.space.upper,
+            np.random.default_rng(self.seed), T0=self.T0, r_T=self.r_T, N_S=self.N_S,
+            N_T=self.N_T, eps=self.eps, N_eps=self.N_eps,
+            max_evaluations=self.max_evaluations,
+        )
+        return result_from(
+            prob, model, data, objective, res.x, res.history, res.wall_time, res.evaluations,
+            {"calibrator": "annealing", "converged": res.converged,
+             "temperatures": res.temperatures, **self.get_params()},
+        )

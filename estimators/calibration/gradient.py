@@ -28,9 +28,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bench.base import Calibrator
 from bench.errors import DataError
+from bench.params import Interval
+from bench.types import CalibrationResult, MuscleData
+from estimators.calibration._problem import make_problem, result_from
+from estimators.calibration.objectives import CalibrationSpace, Objective
 
-__all__ = ["AdamWResult", "adamw_minimize", "to_bounded", "to_unbounded"]
+__all__ = [
+    "AdamWResult",
+    "GradientCalibrator",
+    "adamw_minimize",
+    "to_bounded",
+    "to_unbounded",
+]
 
 
 def to_bounded(z: jnp.ndarray, lb: jnp.ndarray, ub: jnp.ndarray) -> jnp.ndarray:
@@ -193,3 +204,76 @@ def adamw_minimize(
             "patience": patience,
         },
     )
+
+
+class GradientCalibrator(Calibrator):
+    """EMG-driven model calibration by AdamW through the differentiable model (001).
+
+    Parameters
+    ----------
+    restarts : int
+        Start points optimized together (vmapped): the initial parameters plus
+        ``restarts - 1`` points drawn uniformly inside the bounds.
+    seed : int
+        Seed of the extra start points.
+    learning_rate, decay_steps, decay_rate, weight_decay, max_steps, patience, tol
+        See :func:`adamw_minimize`.
+    """
+
+    name = "adamw"
+    _parameter_constraints = {
+        "restarts": [Interval(int, 1, 4096)],
+        "seed": [Interval(int, 0, None)],
+        "learning_rate": [Interval(float, 0, None, closed="neither")],
+        "decay_steps": [Interval(int, 1, None)],
+        "decay_rate": [Interval(float, 0, 1, closed="right")],
+        "weight_decay": [Interval(float, 0, None)],
+        "max_steps": [Interval(int, 1, None)],
+        "patience": [Interval(int, 1, None)],
+        "tol": [Interval(float, 0, None)],
+    }
+
+    def __init__(
+        self, *, restarts: int = 4, seed: int = 0, learning_rate: float = 0.05,
+        decay_steps: int = 500, decay_rate: float = 0.5, weight_decay: float = 1e-4,
+        max_steps: int = 3000, patience: int = 100, tol: float = 1e-6,
+    ) -> None:
+        self.restarts = restarts
+        self.seed = seed
+        self.learning_rate = learning_rate
+        self.decay_steps = decay_steps
+        self.decay_rate = decay_rate
+        self.weight_decay = weight_decay
+        self.max_steps = max_steps
+        self.patience = patience
+        self.tol = tol
+
+    def calibrate(
+        self, model, data: MuscleData, objective: Objective, *,
+        space: CalibrationSpace | None = None, x0: np.ndarray | None = None,
+    ) -> CalibrationResult:
+        """Calibrate ``model`` on ``data`` from ``restarts`` start points at once."""
+        self._validate()
+        prob = make_problem(model, data, objective, space)
+        sp = prob.space
+        first = sp.x0 if x0 is None else np.asarray(x0, dtype=float)
+        # keep start points strictly inside the bounds for the sigmoid reparameterization
+        margin = 1e-6 * (sp.upper - sp.lower)
+        starts = [np.clip(first, sp.lower + margin, sp.upper - margin)]
+        if self.restarts > 1:
+            rng = np.random.default_rng(self.seed)
+            starts += list(sp.lower + margin + rng.uniform(size=(self.restarts - 1, sp.size))
+                           * (sp.upper - sp.lower - 2 * margin))
+        res = adamw_minimize(
+            prob.loss_unjitted, np.stack(starts), sp.lower, sp.upper,
+            learning_rate=self.learning_rate, decay_steps=self.decay_steps,
+            decay_rate=self.decay_rate, weight_decay=self.weight_decay,
+            max_steps=self.max_steps, patience=self.patience, tol=self.tol,
+        )
+        best = res.best
+        return result_from(
+            prob, model, data, objective, res.x[best], res.history[:, best], res.wall_time,
+            res.evaluations,
+            {"calibrator": "adamw", "restart_losses": res.fun, "steps": res.steps,
+             **self.get_params()},
+        )
