@@ -1,0 +1,288 @@
+"""The ``impbench`` command line: run, validate, report, list, estimate.
+
+User errors (invalid scenario, unknown name, bad parameter, unreadable file) print one
+clear message to stderr and exit with status 2, without a traceback. Other packages add
+subcommands by providing a module listed in :data:`_EXTENSIONS` with a
+``register(subparsers)`` function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from bench import registry
+from bench.errors import (
+    DataError,
+    EstimationError,
+    InvalidParameterError,
+    RegistryError,
+    ScenarioError,
+)
+from bench.params import describe
+
+__all__ = ["build_parser", "main"]
+
+#: Optional modules that may add subcommands through ``register(subparsers)``.
+_EXTENSIONS = ("hil.cli", "estimators.calibration.cli")
+
+#: Errors caused by user input: reported in one line, exit status 2.
+_USER_ERRORS = (ScenarioError, RegistryError, InvalidParameterError, DataError,
+                FileNotFoundError, IsADirectoryError, PermissionError)
+
+
+class _UserError(Exception):
+    """A problem with the command line itself (bad ``--param``)."""
+
+
+def _module_exists(name: str) -> bool:
+    """True when ``name`` and each parent package can be found (imports only the parents)."""
+    parts = name.split(".")
+    return all(
+        importlib.util.find_spec(".".join(parts[: i + 1])) is not None for i in range(len(parts))
+    )
+
+
+def _print_issues(exc: ScenarioError) -> None:
+    issues = getattr(exc, "issues", None)
+    if issues:
+        for issue in issues:
+            print(issue, file=sys.stderr)
+        n = len(issues)
+        print(f"{n} error{'s' if n != 1 else ''}; nothing was run.", file=sys.stderr)
+    else:
+        print(f"error: {exc}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from bench.scenario import load_scenario
+
+    status = 0
+    for file in args.files:
+        try:
+            sc = load_scenario(file)
+        except ScenarioError as exc:
+            _print_issues(exc)
+            status = 2
+            continue
+        unavailable = [m.label for m in sc.methods if m.status == "unavailable"]
+        print(f"{file}: OK: scenario {sc.name!r}, plant {sc.plant.name}, {sc.n_cells} cells x "
+              f"{len(sc.seeds)} seeds = {sc.n_cells * len(sc.seeds)} units, "
+              f"{len(sc.methods)} methods ({', '.join(m.label for m in sc.methods)})"
+              + (f"; unavailable: {', '.join(unavailable)}" if unavailable else ""))
+    return status
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bench.report import write_report
+    from bench.runner import run_scenario
+    from bench.scenario import load_scenario
+
+    try:
+        sc = load_scenario(args.file)
+    except ScenarioError as exc:
+        _print_issues(exc)
+        return 2
+    out = Path(args.out) if args.out else Path("runs") / sc.name
+    print(f"running {sc.name}: {sc.n_cells} cells x {len(sc.seeds)} seeds, "
+          f"{len(sc.methods)} methods -> {out}", file=sys.stderr)
+    summary = run_scenario(sc, out, jobs=args.jobs, executor=args.executor,
+                           progress=not args.quiet, force=args.force,
+                           log=lambda s: print(s, file=sys.stderr))
+    c = summary.computed
+    print(f"{summary.units} units ({summary.skipped_units} already finished); records written: "
+          f"{c['ok']} ok, {c['failed']} failed, {c['unavailable']} unavailable; "
+          f"{summary.wall_s:.1f} s")
+    if not args.no_report:
+        paths = write_report(out)
+        for key in ("parquet", "md", "html", "figure"):
+            if key in paths:
+                print(f"{key:8s} {paths[key]}")
+    if summary.crashed:
+        print(f"{len(summary.crashed)} unit(s) crashed; rerun to retry them.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import write_report
+
+    paths = write_report(Path(args.dir))
+    for key in ("parquet", "md", "html", "figure"):
+        if key in paths:
+            print(f"{key:8s} {paths[key]}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    kinds = registry.KINDS if args.kind is None else (args.kind,)
+    for kind in kinds:
+        print(f"{kind}:")
+        ents = registry.entries(kind)
+        if not ents:
+            print("  (none registered)")
+        for name in sorted(ents):
+            e = ents[name]
+            if not e.available:
+                print(f"  {name}  [{e.target}]  not available: {e.error}")
+                continue
+            doc = (e.obj.__doc__ or "").strip().splitlines()
+            print(f"  {name}  [{e.target}]" + (f"  {doc[0]}" if doc else ""))
+            for pname, default, cons in describe(e.obj):
+                print(f"      {pname} = {default!r}  ({cons or 'any'})")
+    return 0
+
+
+def _parse_params(items: Sequence[str]) -> dict:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _UserError(f"--param expects KEY=VALUE; got {item!r}")
+        params[key.strip()] = yaml.safe_load(value)
+    return params
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from bench.io import load_record, save_estimate
+    from bench.types import Realizations
+
+    cls = registry.resolve("estimators", args.method)
+    params = _parse_params(args.param)
+    est_obj = cls(**params)
+    est_obj._validate()
+    rec = load_record(Path(args.file))
+    data = Realizations.from_record(rec["u"], rec["y"], rec["fs"], args.period,
+                                    schedule=rec.get("schedule"),
+                                    meta={"source": str(args.file)})
+    t0 = time.perf_counter()
+    est = est_obj.estimate(data)
+    wall = time.perf_counter() - t0
+    k = est.K
+    ok = np.isfinite(k)
+    print(f"{args.file}: {data.R} realizations x {data.N} samples at {data.fs:g} Hz "
+          f"(period {args.period:g} s); method {args.method} ({wall:.2f} s)")
+    if ok.any():
+        print(f"K  mean {np.mean(k[ok]):.4g}  min {np.min(k[ok]):.4g}  max {np.max(k[ok]):.4g}"
+              f"  NaN share {np.mean(~ok):.3f}")
+    else:
+        print("K  NaN everywhere (not estimable from these data)")
+    if est.B is not None and np.isfinite(est.B).any():
+        print(f"B  mean {np.nanmean(est.B):.4g}")
+    if est.I is not None and np.isfinite(est.I).any():
+        print(f"I  mean {np.nanmean(est.I):.4g}")
+    if args.out:
+        I = None
+        if est.I is not None:
+            I = np.broadcast_to(np.asarray(est.I, dtype=float), k.shape).copy()
+        save_estimate(Path(args.out), data.t, k, B=est.B, I=I)
+        print(f"wrote {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, extensions included."""
+    from bench.executors import EXECUTORS
+
+    parser = argparse.ArgumentParser(
+        prog="impbench",
+        description="Joint impedance estimation and EMG-driven calibration test bench.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="run a scenario grid (resumes) and write the report")
+    p.add_argument("file", help="scenario YAML")
+    p.add_argument("--out", help="run directory (default: runs/<scenario name>)")
+    p.add_argument("--jobs", type=_positive_int, default=None,
+                   help="worker processes (default: number of cores; 1 = in-process)")
+    p.add_argument("--executor", choices=sorted(EXECUTORS), default="local")
+    p.add_argument("--force", action="store_true",
+                   help="recompute finished cells too (after changing a backend's code)")
+    p.add_argument("--no-report", action="store_true", help="skip the report")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("validate", help="check scenario files; exit 2 on errors")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("report", help="write report.md/report.html of a run directory")
+    p.add_argument("dir", metavar="DIR")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("list", help="list plants, estimators and calibrators with parameters")
+    p.add_argument("kind", nargs="?", choices=registry.KINDS)
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("estimate", help="estimate the impedance of your own record")
+    p.add_argument("file", help="record: .npz (u, y, fs), .csv (t, u, y) or .mat")
+    p.add_argument("--method", required=True, help="estimator name (see 'impbench list')")
+    p.add_argument("--period", required=True, type=_positive_float,
+                   help="period of the time variation, s (one realization)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="estimator hyper-parameter (repeatable)")
+    p.add_argument("--out", help="write t, K (B, I) to .npz or .csv")
+    p.set_defaults(func=_cmd_estimate)
+
+    for name in _EXTENSIONS:
+        if _module_exists(name):
+            importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``impbench`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ScenarioError as exc:
+        _print_issues(exc)
+        return 2
+    except (*_USER_ERRORS, _UserError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except EstimationError as exc:
+        print(f"error: the estimator failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; finished records are kept, rerun to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
