@@ -77,9 +77,11 @@ class Options:
     values: tuple
 
     def is_satisfied_by(self, value: Any) -> bool:
+        if isinstance(value, np.ndarray):
+            return False
         try:
-            return value in self.values
-        except TypeError:
+            return bool(value in self.values)
+        except (TypeError, ValueError):
             return False
 
     def __str__(self) -> str:

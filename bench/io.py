@@ -1,0 +1,303 @@
+"""Reading experiment records and writing estimates (rig, third-party or MATLAB data).
+
+:func:`load_record` reads one long input/output record from ``.npz``, ``.csv`` or MATLAB
+``.mat`` and returns plain arrays, ready for :meth:`bench.types.Realizations.from_record`.
+:func:`save_estimate` writes a stiffness (and optionally damping/inertia) trajectory to
+``.npz`` or ``.csv`` atomically: the data go to a temporary file in the target directory that
+replaces the target only once complete (``os.replace``), so a crash never leaves a half-written
+file behind.
+
+Every error about the data is a :class:`~bench.errors.DataError` naming the file and, for
+CSV, the line (1-based, header = line 1 unless preceded by ``#`` comments) and column.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import DataError
+
+__all__ = ["load_record", "save_estimate"]
+
+#: Relative tolerance on the spread of CSV/MAT time steps around their mean.
+_DT_RTOL = 1e-3
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_record(path: str | os.PathLike) -> dict[str, Any]:
+    """Load one input/output record.
+
+    Formats (by file suffix, case-insensitive):
+
+    * ``.npz``: arrays ``u``, ``y`` and ``fs`` (scalar, Hz) or ``t`` (s); optional ``schedule``.
+    * ``.csv``: comma-separated, a header line naming the columns ``t`` (s), ``u``, ``y`` and
+      optionally ``schedule`` (any order, names case-insensitive, other columns ignored; lines
+      starting with ``#`` before the header and blank lines are skipped). ``fs`` comes from the
+      time column, which must increase strictly with uniform steps (each step within 0.1 % of
+      the mean step).
+    * ``.mat`` (MATLAB v5/v7, :func:`scipy.io.loadmat`): variables ``u``, ``y`` and ``fs`` or
+      ``t``; optional ``schedule``. v7.3 (HDF5) files are not supported.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    dict
+        ``u`` (T,), ``y`` (T,), ``fs`` (float, Hz), ``t`` (T,) in s (the file's time column or
+        ``arange(T) / fs``) and ``schedule`` (T,) when present.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    DataError
+        Unsupported format, missing variable/column, non-numeric or non-finite value, mismatched
+        lengths, non-uniform or unsorted time, bad ``fs``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"record file not found: {p}")
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        raw = _read_npz(p)
+    elif suffix == ".csv":
+        raw = _read_csv(p)
+    elif suffix == ".mat":
+        raw = _read_mat(p)
+    else:
+        raise DataError(f"{p}: unsupported record format {p.suffix!r}; use .npz, .csv or .mat.")
+    return _finish(p, raw)
+
+
+def _read_npz(p: Path) -> dict[str, Any]:
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return {k: np.asarray(z[k]) for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{p}: cannot read as .npz: {exc}") from exc
+
+
+def _read_mat(p: Path) -> dict[str, Any]:
+    from scipy.io import loadmat
+
+    try:
+        m = loadmat(p, squeeze_me=True)
+    except NotImplementedError as exc:
+        raise DataError(
+            f"{p}: MATLAB v7.3 (HDF5) files are not supported; save with -v7."
+        ) from exc
+    except (OSError, ValueError, TypeError) as exc:
+        raise DataError(f"{p}: cannot read as MATLAB .mat: {exc}") from exc
+    return {k: v for k, v in m.items() if not k.startswith("__")}
+
+
+def _read_csv(p: Path) -> dict[str, Any]:
+    with open(p, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = None
+        for row in reader:
+            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+                continue
+            header, header_line = [c.strip().lower() for c in row], reader.line_num
+            break
+        if header is None:
+            raise DataError(f"{p}: empty CSV file (no header line).")
+        for need in ("t", "u", "y"):
+            if need not in header:
+                raise DataError(
+                    f"{p}, line {header_line}: missing column {need!r} in the header "
+                    f"(found {', '.join(repr(h) for h in header)}); need t, u, y[, schedule]."
+                )
+        wanted = [c for c in ("t", "u", "y", "schedule") if c in header]
+        idx = {c: header.index(c) for c in wanted}
+        cols: dict[str, list[float]] = {c: [] for c in wanted}
+        line_of: list[int] = []
+        for row in reader:
+            lineno = reader.line_num
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) < len(header):
+                raise DataError(
+                    f"{p}, line {lineno}: {len(row)} field(s), the header has {len(header)}."
+                )
+            for c in wanted:
+                cell = row[idx[c]].strip()
+                try:
+                    val = float(cell)
+                except ValueError:
+                    raise DataError(
+                        f"{p}, line {lineno}, column {c!r}: non-numeric value {cell!r}."
+                    ) from None
+                if not np.isfinite(val):
+                    raise DataError(f"{p}, line {lineno}, column {c!r}: non-finite value {cell!r}.")
+                cols[c].append(val)
+            line_of.append(lineno)
+    if len(line_of) < 2:
+        raise DataError(f"{p}: needs at least 2 data lines; found {len(line_of)}.")
+    out = {c: np.asarray(v) for c, v in cols.items()}
+    out["_csv_lines"] = np.asarray(line_of)
+    return out
+
+
+def _vector(p: Path, raw: dict, name: str) -> np.ndarray:
+    a = np.asarray(raw[name])
+    if a.dtype.kind not in "biuf":
+        raise DataError(f"{p}: variable {name!r} must be numeric; got dtype {a.dtype}.")
+    a = np.asarray(a, dtype=float).squeeze()
+    if a.ndim != 1:
+        raise DataError(f"{p}: variable {name!r} must be a 1-D record; got shape {a.shape}.")
+    bad = np.flatnonzero(~np.isfinite(a))
+    if bad.size:
+        raise DataError(
+            f"{p}: variable {name!r} has {bad.size} non-finite value(s); first at index {bad[0]}."
+        )
+    return a
+
+
+def _check_time(p: Path, t: np.ndarray, lines: np.ndarray | None) -> float:
+    def where(i: int) -> str:
+        return f"line {lines[i]}, column 't'" if lines is not None else f"index {i}"
+
+    dt = np.diff(t)
+    nonpos = np.flatnonzero(dt <= 0)
+    if nonpos.size:
+        i = int(nonpos[0]) + 1
+        raise DataError(
+            f"{p}, {where(i)}: time is not strictly increasing ({t[i - 1]!r} then {t[i]!r})."
+        )
+    mean_dt = (t[-1] - t[0]) / (t.size - 1)
+    off = np.flatnonzero(np.abs(dt - mean_dt) > _DT_RTOL * mean_dt)
+    if off.size:
+        i = int(off[0]) + 1
+        raise DataError(
+            f"{p}, {where(i)}: time is not uniformly sampled (step {dt[i - 1]!r} s vs mean "
+            f"{mean_dt!r} s)."
+        )
+    return 1.0 / mean_dt
+
+
+def _finish(p: Path, raw: dict) -> dict[str, Any]:
+    lines = raw.pop("_csv_lines", None)
+    for need in ("u", "y"):
+        if need not in raw:
+            raise DataError(f"{p}: missing variable {need!r} (found {sorted(raw)}).")
+    u, y = _vector(p, raw, "u"), _vector(p, raw, "y")
+    if u.size != y.size:
+        raise DataError(f"{p}: u and y differ in length ({u.size} vs {y.size}).")
+    if u.size < 2:
+        raise DataError(f"{p}: the record needs at least 2 samples; got {u.size}.")
+    t = None
+    if "t" in raw:
+        t = _vector(p, raw, "t")
+        if t.size != u.size:
+            raise DataError(f"{p}: t has {t.size} samples, u has {u.size}.")
+        fs_t = _check_time(p, t, lines)
+    if "fs" in raw:
+        fs_arr = np.asarray(raw["fs"])
+        if fs_arr.size != 1 or fs_arr.dtype.kind not in "biuf":
+            raise DataError(f"{p}: fs must be one number (Hz); got {fs_arr!r}.")
+        fs = float(fs_arr.reshape(()))
+        if not (np.isfinite(fs) and fs > 0):
+            raise DataError(f"{p}: fs must be a positive finite rate in Hz; got {fs!r}.")
+        if t is not None and abs(fs_t - fs) > _DT_RTOL * fs:
+            raise DataError(f"{p}: fs = {fs:g} Hz disagrees with the time vector ({fs_t:g} Hz).")
+    elif t is not None:
+        fs = fs_t
+    else:
+        raise DataError(f"{p}: needs a sampling rate 'fs' or a time vector 't'.")
+    out: dict[str, Any] = {
+        "u": u, "y": y, "fs": fs, "t": t if t is not None else np.arange(u.size) / fs,
+    }
+    if "schedule" in raw:
+        s = _vector(p, raw, "schedule")
+        if s.size != u.size:
+            raise DataError(f"{p}: schedule has {s.size} samples, u has {u.size}.")
+        out["schedule"] = s
+    return out
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def save_estimate(
+    path: str | os.PathLike,
+    t: np.ndarray,
+    K: np.ndarray,
+    B: np.ndarray | None = None,
+    I: np.ndarray | float | None = None,
+) -> Path:
+    """Write an impedance trajectory atomically to ``.npz`` or ``.csv``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Target; its suffix picks the format. The directory must exist.
+    t : ndarray, shape (N,)
+        Time, s (finite).
+    K : ndarray, shape (N,)
+        Stiffness, Nm/rad (NaN allowed where not estimable; written as ``nan``).
+    B : ndarray, shape (N,), optional
+        Damping, Nms/rad.
+    I : float or ndarray, shape (N,), optional
+        Inertia, kg m^2 (a scalar is stored as a scalar in ``.npz`` and repeated in ``.csv``).
+
+    Returns
+    -------
+    pathlib.Path
+        The written file. ``.npz`` holds arrays ``t``, ``K`` and, when given, ``B``, ``I``;
+        ``.csv`` a header ``t,K[,B][,I]`` and one line per sample (17 significant digits).
+
+    Raises
+    ------
+    DataError
+        Unsupported suffix, shape mismatch or non-finite time.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in (".npz", ".csv"):
+        raise DataError(f"{p}: unsupported estimate format {p.suffix!r}; use .npz or .csv.")
+    t = np.asarray(t, dtype=float)
+    if t.ndim != 1 or not np.all(np.isfinite(t)):
+        raise DataError(f"{p}: t must be a finite 1-D time vector; got shape {t.shape}.")
+    cols: dict[str, Any] = {"t": t}
+    for name, val in (("K", K), ("B", B), ("I", I)):
+        if val is None:
+            continue
+        a = np.asarray(val, dtype=float)
+        if name == "I" and a.ndim == 0:
+            cols[name] = a
+            continue
+        if a.shape != t.shape:
+            raise DataError(f"{p}: {name} must have the shape of t {t.shape}; got {a.shape}.")
+        cols[name] = a
+    if not p.parent.is_dir():
+        raise FileNotFoundError(f"directory does not exist: {p.parent}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if suffix == ".npz":
+                np.savez(fh, **cols)
+            else:
+                table = np.column_stack([np.broadcast_to(v, t.shape) for v in cols.values()])
+                fh.write((",".join(cols) + "\n").encode())
+                np.savetxt(fh, table, delimiter=",", fmt="%.17g")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; give the usual permissions of a data file
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return p
