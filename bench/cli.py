@@ -1,4 +1,4 @@
-"""The ``impbench`` command line: run, validate, report, list, estimate.
+"""The ``impbench`` command line: run, validate, report, compare, list, estimate.
 
 User errors (invalid scenario, unknown name, bad parameter, unreadable file) print one
 clear message to stderr and exit with status 2, without a traceback. Other packages add
@@ -85,6 +85,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from bench.executors import get_executor
     from bench.report import write_report
     from bench.runner import run_scenario
     from bench.scenario import load_scenario
@@ -95,9 +96,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_issues(exc)
         return 2
     out = Path(args.out) if args.out else Path("runs") / sc.name
+    executor = get_executor(args.executor, args.jobs, address=args.address)
+    if args.executor == "dask":
+        out = out.resolve()  # workers elsewhere write to the same (shared) absolute path
+    where = f" on the Dask scheduler {args.address}" if args.address else ""
     print(f"running {sc.name}: {sc.n_cells} cells x {len(sc.seeds)} seeds, "
-          f"{len(sc.methods)} methods -> {out}", file=sys.stderr)
-    summary = run_scenario(sc, out, jobs=args.jobs, executor=args.executor,
+          f"{len(sc.methods)} methods -> {out}{where}", file=sys.stderr)
+    summary = run_scenario(sc, out, jobs=args.jobs, executor=executor,
                            progress=not args.quiet, force=args.force,
                            log=lambda s: print(s, file=sys.stderr))
     c = summary.computed
@@ -122,6 +127,23 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for key in ("parquet", "md", "html", "figure"):
         if key in paths:
             print(f"{key:8s} {paths[key]}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from bench.compare import compare_runs, write_comparison
+
+    cmp = compare_runs(Path(args.run_a), Path(args.run_b), alpha=args.alpha)
+    out = Path(args.out) if args.out else Path(args.run_b) / f"compare_{Path(args.run_a).name}"
+    paths = write_comparison(cmp, out)
+    for s in cmp.summary:
+        c = s.counts
+        print(f"{s.method:12s} {s.metric:16s} {s.verdict:22s} better {c.get('better', 0)}, "
+              f"worse {c.get('worse', 0)} of {sum(c.values())} cells")
+    if cmp.status_changes:
+        print(f"{len(cmp.status_changes)} status change(s) (see the report)")
+    for key in ("md", "html", "json"):
+        print(f"{key:8s} {paths[key]}")
     return 0
 
 
@@ -214,6 +236,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1); got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1); got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, extensions included."""
     from bench.executors import EXECUTORS
@@ -229,7 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default: runs/<scenario name>)")
     p.add_argument("--jobs", type=_positive_int, default=None,
                    help="worker processes (default: number of cores; 1 = in-process)")
-    p.add_argument("--executor", choices=sorted(EXECUTORS), default="local")
+    p.add_argument("--executor", choices=sorted(EXECUTORS), default="local",
+                   help="local processes (default), serial, or dask (a LocalCluster of --jobs "
+                        "workers, or the cluster at --address)")
+    p.add_argument("--address", metavar="tcp://HOST:PORT",
+                   help="Dask scheduler to run on (with --executor dask)")
     p.add_argument("--force", action="store_true",
                    help="recompute finished cells too (after changing a backend's code)")
     p.add_argument("--no-report", action="store_true", help="skip the report")
@@ -243,6 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write report.md/report.html of a run directory")
     p.add_argument("dir", metavar="DIR")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("compare", help="compare two runs of one scenario (B - A, paired tests)")
+    p.add_argument("run_a", metavar="RUN_A", help="baseline run directory")
+    p.add_argument("run_b", metavar="RUN_B", help="run directory compared with RUN_A")
+    p.add_argument("--out", help="output folder (default: RUN_B/compare_<name of RUN_A>)")
+    p.add_argument("--alpha", type=_probability, default=0.05,
+                   help="significance level of the paired tests (default 0.05)")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("list", help="list plants, estimators and calibrators with parameters")
     p.add_argument("kind", nargs="?", choices=registry.KINDS)

@@ -7,6 +7,9 @@ result is written by the worker as its own record file the moment it is finished
 every (unit, method) that has an ``ok`` or ``failed`` record; a method added to the
 scenario later runs alone on data re-simulated deterministically from the seed.
 
+Scoring: against ``truth.K`` (N,), or, when the plant reports per-realization truth
+``truth.K_r`` (R, N) (jitter, time warping), per realization (:func:`_scored_pair`).
+
 Failure capture: an exception raised by a method (or by the plant, for all methods of the
 unit), an all-NaN stiffness or a NaN metric gives ``status="failed"`` with the reason
 (exception type and message) and the run goes on. Registered-but-unloadable methods get
@@ -104,6 +107,27 @@ def _score(names: list[str], k_true: np.ndarray, k_est: np.ndarray) -> dict[str,
     return out
 
 
+def _scored_pair(data: Realizations, est: Any) -> tuple[np.ndarray, np.ndarray, str]:
+    """True and estimated K to score, and which pair it is.
+
+    When the realizations differ (``truth.K_r`` (R, N), e.g. jittered or warped time
+    variation) the metrics compare per-realization arrays: the estimate's
+    ``info["K_record"]`` (R, N) when it has one (alignment, single-record estimators), else
+    its phase trajectory ``K`` broadcast to every realization. That is the honest error under
+    misalignment. Otherwise ``truth.K`` (N,) against ``K`` (N,).
+    """
+    truth = data.truth
+    K_r = getattr(truth, "K_r", None)
+    if K_r is not None and np.shape(K_r) == (data.R, data.N):
+        rec = est.info.get("K_record") if isinstance(est.info, dict) else None
+        if rec is not None and np.shape(rec) == (data.R, data.N):
+            return np.asarray(K_r, dtype=float), np.asarray(rec, dtype=float), "K_record"
+        return (np.asarray(K_r, dtype=float),
+                np.broadcast_to(np.asarray(est.K, dtype=float), (data.R, data.N)),
+                "K_broadcast")
+    return np.asarray(truth.K, dtype=float), est.K, "K"
+
+
 def _run_method(m: dict, data: Realizations, task: dict, base: dict) -> dict:
     rec = {**base, "method": m["name"], "label": m["label"], "method_key": m["key"],
            "params": m["params"], "status": "ok", "reason": "", "metrics": {},
@@ -133,8 +157,9 @@ def _run_method(m: dict, data: Realizations, task: dict, base: dict) -> dict:
     if not np.any(np.isfinite(est.K)):
         rec["status"], rec["reason"] = "failed", "estimate K is NaN everywhere"
         return rec
+    k_true, k_est, rec["info"]["scored_on"] = _scored_pair(data, est)
     try:
-        rec["metrics"] = _score(task["metrics"], np.asarray(truth.K, dtype=float), est.K)
+        rec["metrics"] = _score(task["metrics"], k_true, k_est)
     except Exception as exc:
         rec["status"], rec["reason"] = "failed", f"metric: {_reason(exc)}"
         return rec

@@ -160,6 +160,8 @@ class Realizations:
         truth : GroundTruth, optional
             Already on the one-period grid.
         meta : dict, optional
+            ``meta["contiguous"]`` is set to True: the rows are consecutive periods of one
+            record, which edge-aware estimators may exploit.
         """
         return cls(
             u=cut_record(u, fs, period, name="u"),
@@ -167,7 +169,7 @@ class Realizations:
             fs=fs,
             schedule=None if schedule is None else cut_record(schedule, fs, period, "schedule"),
             truth=truth,
-            meta=dict(meta or {}),
+            meta={"contiguous": True, **(meta or {})},
         )
 
     def replace(self, **changes: Any) -> Realizations:

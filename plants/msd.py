@@ -33,7 +33,15 @@ from bench.params import ArrayLike, Interval, Options
 from bench.signals import KIND_OPTIONS, KINDS, decimate, measurement_noise, perturbation
 from bench.types import GroundTruth, Realizations
 
-__all__ = ["PROFILES", "MSDPlant", "closed_loop_response", "discretize_loop", "profile_shape"]
+__all__ = [
+    "PROFILES",
+    "MSDPlant",
+    "closed_loop_response",
+    "cycle_boundaries",
+    "discretize_loop",
+    "profile_shape",
+    "warp_time",
+]
 
 #: Named time-variation shapes (normalized to [0, 1]); see :func:`profile_shape`.
 PROFILES = ("sine", "square", "triangle")
@@ -82,6 +90,72 @@ def profile_shape(profile: str | Any, phase: np.ndarray) -> np.ndarray:
     v = np.asarray(profile, dtype=float)
     grid = np.arange(v.size) / v.size
     return np.interp(ph, grid, v, period=1.0)
+
+
+def cycle_boundaries(
+    period: float, scatter: float, z_forward: np.ndarray, z_backward: np.ndarray
+) -> np.ndarray:
+    """Start times of cycles whose durations scatter around the nominal period.
+
+    Cycle ``c`` lasts ``period * clip(1 + scatter z_c, 0.5, 1.5)``; cycle 0 starts at
+    ``t = 0`` and the cycles are contiguous (each starts where the previous ends).
+
+    Parameters
+    ----------
+    period : float
+        Nominal period of the time variation, s.
+    scatter : float
+        Relative standard deviation of a cycle's duration (fraction of ``period``).
+    z_forward : ndarray, shape (F,)
+        Standard-normal draws of cycles 0 .. F-1 (forward from ``t = 0``).
+    z_backward : ndarray, shape (P,)
+        Standard-normal draws of cycles -1 .. -P (backward from ``t = 0``).
+
+    Returns
+    -------
+    ndarray, shape (P + F + 1,)
+        Increasing boundaries ``b_{-P}, ..., b_0 = 0, ..., b_F``, s; cycle ``c`` spans
+        ``[b_c, b_{c+1})``. With ``F`` cycles the boundaries reach at least ``F period / 2``.
+    """
+    d_f = period * np.clip(1.0 + scatter * np.asarray(z_forward, dtype=float), 0.5, 1.5)
+    d_b = period * np.clip(1.0 + scatter * np.asarray(z_backward, dtype=float), 0.5, 1.5)
+    fwd = np.concatenate([[0.0], np.cumsum(d_f)])
+    bwd = -np.cumsum(d_b)[::-1]
+    return np.concatenate([bwd, fwd])
+
+
+def warp_time(t: np.ndarray, boundaries: np.ndarray, period: float) -> np.ndarray:
+    """Piecewise-linear time warp: the nominal time at which the variation's phase is.
+
+    Maps each cycle ``[b_c, b_{c+1})`` of :func:`cycle_boundaries` linearly onto
+    ``[c period, (c + 1) period)``, so ``profile_shape(profile, warp_time(t) / period)`` is the
+    warped variation (continuous in phase across cycle boundaries).
+
+    Parameters
+    ----------
+    t : ndarray, any shape
+        Time, s (within ``[boundaries[0], boundaries[-1]]``).
+    boundaries : ndarray, shape (C + 1,)
+        Cycle start times with ``b_0 = 0`` at index ``P`` (as returned by
+        :func:`cycle_boundaries`).
+    period : float
+        Nominal period, s.
+
+    Returns
+    -------
+    ndarray, shape of ``t``
+        Warped (nominal) time, s.
+    """
+    b = np.asarray(boundaries, dtype=float)
+    t = np.asarray(t, dtype=float)
+    if t.min() < b[0] or t.max() > b[-1]:
+        raise ValueError(
+            f"times [{t.min():g}, {t.max():g}] s leave the warped cycles "
+            f"[{b[0]:g}, {b[-1]:g}] s"
+        )
+    n_bwd = int(np.searchsorted(b, 0.0))  # index of b_0 = 0
+    cycles = (np.arange(b.size) - n_bwd) * float(period)
+    return np.interp(t, b, cycles)
 
 
 # --------------------------------------------------------------------------- physics
@@ -367,6 +441,17 @@ class MSDPlant(Plant):
         Relative standard deviation of a per-realization scale of the K and B variation
         amplitudes (independent draws for K and B; the factor ``1 + jitter_amplitude z`` is
         clipped to [0, 2]); 0 = identical realizations.
+    jitter_period : float
+        Period scatter (time warping): relative standard deviation of the duration of each
+        cycle of the time variation, a fraction of ``period`` in [0, 0.3] (e.g. 0.05 = 5 %).
+        Cycle ``c`` lasts ``period * (1 + jitter_period z_c)`` (factor clipped to [0.5, 1.5])
+        and starts where cycle ``c - 1`` ends, cycle 0 at the start of the record, so the
+        K/B phase is a continuous piecewise-linear warp of time (:func:`warp_time`). The
+        record is still cut at the nominal ``period``: realization ``r`` starts ``r`` nominal
+        periods into the record, and the accumulated drift of its phase has standard deviation
+        ``~ sqrt(r) * jitter_period * period`` (the realizations drift out of line, as
+        self-paced human repetitions do, 004 Sec. VI-F). Applied before ``jitter_shift``.
+        0 = no warping.
     oversample : int
         Integration sub-steps per ``1 / fs_sim``. 1 (default) is the thesis's fixed 1 ms step
         with the 1 kHz input linearly interpolated. Caveat of that setting: the interpolation's
@@ -407,6 +492,7 @@ class MSDPlant(Plant):
         "fs": [Interval(float, 0, None, closed="neither")],
         "jitter_shift": [Interval(float, 0, None)],
         "jitter_amplitude": [Interval(float, 0, None)],
+        "jitter_period": [Interval(float, 0, 0.3)],
         "oversample": [Interval(int, 1, 64)],
     }
 
@@ -431,6 +517,7 @@ class MSDPlant(Plant):
         jitter_shift: float = 0.0,
         jitter_amplitude: float = 0.0,
         oversample: int = 1,
+        jitter_period: float = 0.0,
     ) -> None:
         self.perturbation = perturbation
         self.perturbation_options = perturbation_options
@@ -450,6 +537,7 @@ class MSDPlant(Plant):
         self.jitter_shift = jitter_shift
         self.jitter_amplitude = jitter_amplitude
         self.oversample = oversample
+        self.jitter_period = jitter_period
 
     # ------------------------------------------------------------------ validation
 
@@ -543,8 +631,10 @@ class MSDPlant(Plant):
             ``u`` (rad) and ``y`` (Nm), shape (R, N) with ``R = floor(duration / period)`` and
             ``N = period * fs``; ``schedule`` the normalized shape (in [0, 1]) of the varying
             parameter (K unless only B varies); ``truth`` with ``K``, ``B`` (nominal, on the
-            decimated one-period grid), ``I`` and, with jitter, ``K_r`` (R, N); ``meta`` with
-            all parameters, the achieved SNRs and the per-realization jitter.
+            decimated one-period grid), ``I`` and, with any jitter (shift, amplitude or period
+            scatter), ``K_r`` (R, N), the true K of every realization on its own samples;
+            ``meta`` with all parameters, the achieved SNRs and the per-realization jitter
+            (``cycle_boundaries_s``: boundaries of the warped cycles covering the record).
         """
         self._validate()
         if not isinstance(rng, np.random.Generator):
@@ -569,7 +659,16 @@ class MSDPlant(Plant):
         shift[n_roll : n_roll + R] = self.jitter_shift * z[0]
         amp_k[n_roll : n_roll + R] = np.clip(1.0 + self.jitter_amplitude * z[1], 0.0, 2.0)
         amp_b[n_roll : n_roll + R] = np.clip(1.0 + self.jitter_amplitude * z[2], 0.0, 2.0)
-        K, B, sk, sb = self._trajectories(t, shift[:, None], amp_k[:, None], amp_b[:, None])
+        # period scatter: cycle durations drawn after the per-realization jitter (so the
+        # existing streams are unchanged), a fixed count per (duration, period), always drawn
+        n_fwd, n_bwd = 2 * (R + n_roll) + 2, 2 * n_roll + 2
+        zc = rng_j.standard_normal(n_fwd + n_bwd)
+        boundaries = cycle_boundaries(
+            self.period, self.jitter_period, zc[:n_fwd], zc[n_fwd:]
+        )
+        warped = self.jitter_period > 0
+        tau = warp_time(t, boundaries, self.period) if warped else t
+        K, B, sk, sb = self._trajectories(tau, shift[:, None], amp_k[:, None], amp_b[:, None])
 
         # 004 Sec. III-B: generated at fs_sim, 40 Hz 4th-order low-pass, scaled to input_std
         u = perturbation(
@@ -586,8 +685,9 @@ class MSDPlant(Plant):
             t_f = (np.arange(n_tot * L) / (L * self.fs_sim) - n_roll * self.period).reshape(
                 M, P * L
             )
+            tau_f = warp_time(t_f, boundaries, self.period) if warped else t_f
             K_f, B_f, _, _ = self._trajectories(
-                t_f, shift[:, None], amp_k[:, None], amp_b[:, None]
+                tau_f, shift[:, None], amp_k[:, None], amp_b[:, None]
             )
             u_f = _interpolate(u, L)
             _, torque_f = closed_loop_response(
@@ -623,7 +723,7 @@ class MSDPlant(Plant):
         K_nom, B_nom, sk_nom, sb_nom = self._trajectories(
             np.arange(N) / self.fs, np.zeros(1), np.ones(1), np.ones(1)
         )
-        jittered = self.jitter_shift > 0 or self.jitter_amplitude > 0
+        jittered = self.jitter_shift > 0 or self.jitter_amplitude > 0 or warped
         if "K" in self.variation or self.variation == "none":
             schedule, source = skd, "K_profile"
         else:
@@ -649,6 +749,15 @@ class MSDPlant(Plant):
             "jitter_shift_s": shift[rows].copy(),
             "jitter_amplitude_K": amp_k[rows].copy(),
             "jitter_amplitude_B": amp_b[rows].copy(),
+            # boundaries (s from the record start) of the warped cycles that cover the
+            # record, b_0 = 0 up to the first one at or after its end; empty without scatter
+            "cycle_boundaries_s": (
+                boundaries[
+                    int(np.searchsorted(boundaries, 0.0)):
+                    int(np.searchsorted(boundaries, R * self.period)) + 1
+                ].copy()
+                if warped else np.zeros(0)
+            ),
         }
         truth = GroundTruth(
             K=K_nom, B=B_nom, I=float(self.inertia), K_r=Kd.copy() if jittered else None

@@ -101,6 +101,7 @@ def adamw_minimize(
     patience: int = 100,
     tol: float = 1e-6,
     chunk: int = 50,
+    batch_args: jnp.ndarray | None = None,
 ) -> AdamWResult:
     """Minimize a differentiable JAX ``loss`` from several starts at once.
 
@@ -113,6 +114,9 @@ def adamw_minimize(
     lower, upper : ndarray, shape (n,)
     learning_rate, decay_steps, decay_rate, weight_decay, max_steps, patience, tol, chunk
         See the module docstring; ``chunk`` steps run per jitted ``lax.scan`` call.
+    batch_args : array, shape (n_restarts, ...), optional
+        Per-restart extra argument: the loss is then called as ``loss(x, batch_args[i])``
+        (e.g. objective weights, so that a whole weight sweep is one vmapped computation).
 
     Returns
     -------
@@ -131,8 +135,19 @@ def adamw_minimize(
     opt = optax.adamw(sched, weight_decay=weight_decay)
     lbj, ubj = jnp.asarray(lb), jnp.asarray(ub)
 
-    def zloss(z):
-        return loss(to_bounded(z, lbj, ubj))
+    nr = X0.shape[0]
+    if batch_args is None:
+        bargs = jnp.zeros((nr,))
+
+        def zloss(z, _):
+            return loss(to_bounded(z, lbj, ubj))
+    else:
+        bargs = jnp.asarray(batch_args)
+        if bargs.shape[0] != nr:
+            raise DataError(f"batch_args has {bargs.shape[0]} rows for {nr} start points")
+
+        def zloss(z, b):
+            return loss(to_bounded(z, lbj, ubj), b)
 
     vg = jax.vmap(jax.value_and_grad(zloss))
     vupdate = jax.vmap(opt.update)
@@ -141,7 +156,7 @@ def adamw_minimize(
     def run_chunk(carry):
         def step(c, _):
             z, state, best_f, best_z, since, active = c
-            f, g = vg(z)
+            f, g = vg(z, bargs)
             f = jnp.where(jnp.isfinite(f), f, jnp.inf)
             g = jnp.where(jnp.isfinite(g), g, 0.0)
             upd, new_state = vupdate(g, state, z)
@@ -165,7 +180,6 @@ def adamw_minimize(
     t0 = time.perf_counter()
     z0 = jnp.asarray(to_unbounded(X0, lb, ub))
     state = jax.vmap(opt.init)(z0)
-    nr = X0.shape[0]
     carry = (
         z0,
         state,
