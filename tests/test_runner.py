@@ -163,8 +163,8 @@ def test_kill_minus_9_loses_no_finished_unit(tmp_path):
 def test_executor_selection_and_errors():
     assert isinstance(get_executor("local", 1), SerialExecutor)
     assert isinstance(get_executor("local", 2), LocalProcessExecutor)
-    with pytest.raises(ValueError, match="unknown executor 'dask'"):
-        get_executor("dask")
+    with pytest.raises(ValueError, match="unknown executor 'mpi'"):
+        get_executor("mpi")
     with pytest.raises(ValueError, match="jobs must be a positive integer"):
         LocalProcessExecutor(jobs=0)
     got = sorted(SerialExecutor().imap_unordered(lambda x: 10 / x, [1, 0, 2]),
