@@ -42,6 +42,7 @@ import numpy as np
 from scipy import signal
 
 from bench.base import Plant
+from bench.emg import envelope
 from bench.errors import InvalidParameterError
 from bench.params import Interval, Options
 from bench.types import MuscleData
@@ -334,14 +335,6 @@ def _emg_carrier(rng, n, m, fs):
     return x / np.std(x, axis=0, keepdims=True)
 
 
-def _process_emg(raw, fs):
-    """000 Sec. 2.3: band-pass 20-300 Hz, rectify, low-pass 3 Hz (zero-lag 2nd order)."""
-    b, a = signal.butter(2, [20 / (fs / 2), 300 / (fs / 2)], btype="band")
-    x = np.abs(signal.filtfilt(b, a, raw, axis=0))
-    b, a = signal.butter(2, 3 / (fs / 2))
-    return signal.filtfilt(b, a, x, axis=0)
-
-
 def _lowpass(x, fs, cutoff, order):
     b, a = signal.butter(order, cutoff / (fs / 2))
     return signal.filtfilt(b, a, x, axis=0)
@@ -544,14 +537,14 @@ class AnklePlant(Plant):
         k_out = k_true[:, ::ratio]
         n_mvc = int(5 * fs)
         raw_mvc = _emg_carrier(rng, n_mvc, 5, fs) + self.emg_noise * rng.standard_normal((n_mvc, 5))
-        env_mvc = _process_emg(raw_mvc, fs)
+        env_mvc = envelope(raw_mvc, fs, "000")
         mvc = env_mvc[int(fs) : -int(fs)].max(axis=0)  # 000: normalize by the MVC
         exc_out = np.empty((S, n // ratio, 5))
         for s in range(S):
             raw = e_true[s] * _emg_carrier(rng, n, 5, fs) + self.emg_noise * rng.standard_normal(
                 (n, 5)
             )
-            exc_out[s] = np.clip(_process_emg(raw, fs) / mvc, 0.0, None)[::ratio]
+            exc_out[s] = np.clip(envelope(raw, fs, "000") / mvc, 0.0, None)[::ratio]
 
         lmt_out = np.asarray(kin.lmt(th_out))
         r_out = np.asarray(kin.moment_arm(th_out))
