@@ -1,0 +1,180 @@
+"""``impbench rig ...``: serial ports, ping, record, recover and the virtual rig.
+
+``bench/cli.py`` calls :func:`register` with its subparsers; each handler takes the parsed
+arguments and returns an exit status (0 ok, 1 run-time failure, 2 bad input).
+``python -m hil.cli rig ...`` runs the same commands without the bench CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "register"]
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seconds, got {text!r}"
+                                         ) from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``rig`` command group to ``subparsers``."""
+    rig = subparsers.add_parser("rig", help="hardware-in-the-loop rig: ports, ping, record, "
+                                            "recover, virtual")
+    sub = rig.add_subparsers(dest="rig_command", metavar="RIG_COMMAND", required=True)
+
+    p = sub.add_parser("ports", help="list serial ports")
+    p.set_defaults(func=cmd_ports)
+
+    p = sub.add_parser("ping", help="HELLO round trips to a rig; prints identity and latency")
+    p.add_argument("port", help="serial port, pty path or pyserial URL")
+    p.add_argument("--count", type=int, default=5)
+    p.add_argument("--baud", type=int, default=1_000_000)
+    p.set_defaults(func=cmd_ping)
+
+    p = sub.add_parser("record", help="record a session file on a rig")
+    p.add_argument("session", help="session YAML (e.g. scenarios/rig-session.yaml)")
+    p.add_argument("--port", required=True, help="serial port, pty path or pyserial URL")
+    p.add_argument("--out", help="output stem (default: next to the session file, its name)")
+    p.add_argument("--baud", type=int, default=1_000_000)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("recover", help="rebuild a session dataset from its raw log")
+    p.add_argument("log", help="the session's .rawlog file")
+    p.add_argument("--out", help="output stem (default: the log's stem)")
+    p.set_defaults(func=cmd_recover)
+
+    p = sub.add_parser("virtual", help="serve a virtual rig on a pseudo-terminal")
+    p.add_argument("--realtime", action="store_true",
+                   help="device time follows wall time (default: as fast as the host keeps up)")
+    p.add_argument("--rig", help="rig description YAML (default: the shipped rig)")
+    p.add_argument("--link", help="symlink to keep pointing at the pty (stable port name)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--capacity", type=int, default=128, help="setpoint buffer slots")
+    p.add_argument("--duration", type=float, help="stop after this much device time, s")
+    p.add_argument("--corrupt", type=float, default=0.0, help="byte corruption probability")
+    p.add_argument("--drop", type=float, default=0.0, help="frame drop probability")
+    p.add_argument("--dup", type=float, default=0.0, help="frame duplication probability")
+    p.add_argument("--jitter-ms", type=float, default=0.0, help="latency jitter, ms")
+    p.add_argument("--reset-at", type=_float_list, default=(), metavar="S[,S...]",
+                   help="firmware resets, s of device time after the first START")
+    p.add_argument("--disconnect-at", type=_float_list, default=(), metavar="S[,S...]",
+                   help="simulated unplugs, s of device time after the first START")
+    p.set_defaults(func=cmd_virtual)
+
+
+def cmd_ports(args: argparse.Namespace) -> int:
+    """``rig ports``."""
+    from hil.link import list_ports
+
+    ports = list_ports()
+    if not ports:
+        print("no serial ports found")
+    for p in ports:
+        print(f"{p['device']}\t{p['description']}\t{p['hwid']}")
+    return 0
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    """``rig ping PORT``."""
+    from hil.link import LinkError, ping
+
+    try:
+        res = ping(args.port, count=args.count, baudrate=args.baud)
+    except (LinkError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    h = res.hello
+    ms = [x * 1e3 for x in res.latencies]
+    print(f"rig {h.rig_id}: protocol v{h.protocol_version}, firmware {h.firmware_version}, "
+          f"{h.loop_rate_hz} Hz, {h.n_channels} channels, buffer {h.buffer_capacity}")
+    print(f"HELLO round trip over {len(ms)}: min {min(ms):.2f} ms, mean {sum(ms) / len(ms):.2f} "
+          f"ms, max {max(ms):.2f} ms")
+    return 0
+
+
+def _summary(ds: object) -> str:
+    m = ds.meta  # type: ignore[attr-defined]
+    return (f"{m['received']}/{m['total']} samples, {m['gaps']['missing']} missing in "
+            f"{len(m['gaps']['runs'])} gap(s), {len(m['faults'])} fault(s), "
+            f"firmware {m['firmware']}, segments {m['segments']}")
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """``rig record SESSION.yaml --port PORT``."""
+    from bench.errors import ScenarioError
+    from hil.link import LinkError
+    from hil.session import SessionError, record
+
+    try:
+        ds = record(args.session, args.port, out=args.out, baudrate=args.baud,
+                    progress=not args.quiet and sys.stderr.isatty())
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (SessionError, LinkError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"recorded {_summary(ds)}")
+    stem = ds.meta["raw_log"].rsplit(".", 1)[0]
+    print(f"dataset: {stem}.npz + {stem}.json (raw log {ds.meta['raw_log']})")
+    return 0
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    """``rig recover LOG``."""
+    from bench.errors import DataError, ScenarioError
+    from hil.session import recover
+
+    try:
+        ds = recover(args.log, out=args.out)
+    except (DataError, ScenarioError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"recovered {_summary(ds)}; torn records {ds.meta['torn_records']}")
+    return 0
+
+
+def cmd_virtual(args: argparse.Namespace) -> int:
+    """``rig virtual [--realtime]``: serve until Ctrl-C (or ``--duration``)."""
+    from hil.virtual import Faults, VirtualRig
+
+    try:
+        faults = Faults(corrupt_rate=args.corrupt, drop_rate=args.drop, dup_rate=args.dup,
+                        jitter_ms=args.jitter_ms, reset_at_s=args.reset_at,
+                        disconnect_at_s=args.disconnect_at)
+        rig = VirtualRig(args.rig, realtime=args.realtime, faults=faults, seed=args.seed,
+                         capacity=args.capacity, link_path=args.link)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    mode = "real time" if args.realtime else "fast"
+    print(f"virtual rig '{rig.rig.name}' ({mode}) on {rig.url}", flush=True)
+    try:
+        rig.serve(args.duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        rig.stop()
+    s = rig.stats
+    print(f"served {s.samples_out} samples in {s.frames_out} frames; dropped {s.dropped}, "
+          f"corrupted {s.corrupted_frames}, duplicated {s.duplicated}, resets {s.resets}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m hil.cli rig ...`` (the same commands as ``impbench rig ...``)."""
+    parser = argparse.ArgumentParser(prog="impbench")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
