@@ -1,0 +1,1 @@
+"""Rig description files of the lever plant (YAML, schema in ``plants.lever.rig``)."""
