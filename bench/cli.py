@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -32,7 +33,7 @@ from bench.params import describe
 __all__ = ["build_parser", "main"]
 
 #: Optional modules that may add subcommands through ``register(subparsers)``.
-_EXTENSIONS = ("hil.cli", "estimators.calibration.cli")
+_EXTENSIONS = ("hil.cli", "hil.firmware_cli", "estimators.calibration.cli")
 
 #: Errors caused by user input: reported in one line, exit status 2.
 _USER_ERRORS = (ScenarioError, RegistryError, InvalidParameterError, DataError,
@@ -49,6 +50,22 @@ def _module_exists(name: str) -> bool:
     return all(
         importlib.util.find_spec(".".join(parts[: i + 1])) is not None for i in range(len(parts))
     )
+
+
+def _extension_hook(command: str, *args: Any) -> Any:
+    """Let an extension take ``command`` on data it owns (a recorded rig session).
+
+    Calls ``handle_<command>(*args)`` of each module in :data:`_EXTENSIONS` that defines it and
+    returns the first result that is not None (None: no extension took it).
+    """
+    for name in _EXTENSIONS:
+        if _module_exists(name):
+            hook = getattr(importlib.import_module(name), f"handle_{command}", None)
+            if hook is not None:
+                result = hook(*args)
+                if result is not None:
+                    return result
+    return None
 
 
 def _print_issues(exc: ScenarioError) -> None:
@@ -123,6 +140,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from bench.report import write_report
 
+    args.param_dict = _parse_params(args.param)
+    status = _extension_hook("report", args)  # a recorded rig session (hil.session_report)
+    if status is not None:
+        return int(status)
     paths = write_report(Path(args.dir))
     for key in ("parquet", "md", "html", "figure"):
         if key in paths:
@@ -184,10 +205,17 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
     est_obj = cls(**params)
     est_obj._validate()
-    rec = load_record(Path(args.file))
-    data = Realizations.from_record(rec["u"], rec["y"], rec["fs"], args.period,
-                                    schedule=rec.get("schedule"),
-                                    meta={"source": str(args.file)})
+    data = _extension_hook("estimate_data", Path(args.file), args.period, args.decimate)
+    if data is None:  # not a recorded rig session: a plain record
+        from bench.signals import decimate
+
+        rec = load_record(Path(args.file))
+        sig = {k: rec[k] for k in ("u", "y", "schedule") if k in rec}
+        if args.decimate > 1:
+            sig = {k: decimate(v, args.decimate) for k, v in sig.items()}
+        data = Realizations.from_record(sig["u"], sig["y"], rec["fs"] / args.decimate,
+                                        args.period, schedule=sig.get("schedule"),
+                                        meta={"source": str(args.file)})
     t0 = time.perf_counter()
     est = est_obj.estimate(data)
     wall = time.perf_counter() - t0
@@ -276,8 +304,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("report", help="write report.md/report.html of a run directory")
-    p.add_argument("dir", metavar="DIR")
+    p = sub.add_parser("report", help="write report.md/report.html of a run directory or of a "
+                                      "recorded rig session")
+    p.add_argument("dir", metavar="DIR", help="run directory, or a directory/file holding a "
+                                              "recorded rig session dataset")
+    p.add_argument("--method", help="rig sessions: estimator (default sds)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="rig sessions: estimator hyper-parameter (repeatable)")
+    p.add_argument("--decimate", type=_positive_int, default=None,
+                   help="rig sessions: decimation factor (default: down to 100 Hz)")
+    p.add_argument("--truth", choices=("auto", "fgwn", "prbs", "none"), default="auto",
+                   help="rig sessions: perturbation of the true-stiffness mapping trials")
+    p.add_argument("--mapping-duration", type=_positive_float, default=None, metavar="S",
+                   help="rig sessions: length of each mapping trial (default: the rig's, 60 s)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("compare", help="compare two runs of one scenario (B - A, paired tests)")
@@ -293,12 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("estimate", help="estimate the impedance of your own record")
-    p.add_argument("file", help="record: .npz (u, y, fs), .csv (t, u, y) or .mat")
+    p.add_argument("file", help="record: .npz (u, y, fs), .csv (t, u, y), .mat, or a recorded "
+                                "rig session dataset (.npz + .json)")
     p.add_argument("--method", required=True, help="estimator name (see 'impbench list')")
     p.add_argument("--period", required=True, type=_positive_float,
                    help="period of the time variation, s (one realization)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="estimator hyper-parameter (repeatable)")
+    p.add_argument("--decimate", type=_positive_int, default=1,
+                   help="decimate by this factor before estimation (default 1: none)")
     p.add_argument("--out", help="write t, K (B, I) to .npz or .csv")
     p.set_defaults(func=_cmd_estimate)
 

@@ -3,15 +3,30 @@
 ``bench/cli.py`` calls :func:`register` with its subparsers; each handler takes the parsed
 arguments and returns an exit status (0 ok, 1 run-time failure, 2 bad input).
 ``python -m hil.cli rig ...`` runs the same commands without the bench CLI.
+
+Two hooks let bench commands take recorded sessions: :func:`handle_report` (``impbench report
+DIR`` on a session directory writes the session report, :mod:`hil.session_report`) and
+:func:`handle_estimate_data` (``impbench estimate ... DATASET`` reads a session dataset).
+Each returns None when the path is not a session dataset, and the bench command goes on as
+usual.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["main", "register"]
+if TYPE_CHECKING:
+    from bench.types import Realizations
+
+__all__ = ["handle_estimate_data", "handle_report", "main", "register"]
 
 
 def _float_list(text: str) -> tuple[float, ...]:
@@ -141,6 +156,10 @@ def cmd_recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_virtual(args: argparse.Namespace) -> int:
     """``rig virtual [--realtime]``: serve until Ctrl-C (or ``--duration``)."""
     from hil.virtual import Faults, VirtualRig
@@ -156,6 +175,9 @@ def cmd_virtual(args: argparse.Namespace) -> int:
         return 2
     mode = "real time" if args.realtime else "fast"
     print(f"virtual rig '{rig.rig.name}' ({mode}) on {rig.url}", flush=True)
+    # SIGTERM (a background job, `kill PID`) ends it like Ctrl-C: stats printed, pty closed.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         rig.serve(args.duration)
     except KeyboardInterrupt:
@@ -166,6 +188,59 @@ def cmd_virtual(args: argparse.Namespace) -> int:
     print(f"served {s.samples_out} samples in {s.frames_out} frames; dropped {s.dropped}, "
           f"corrupted {s.corrupted_frames}, duplicated {s.duplicated}, resets {s.resets}")
     return 0
+
+
+def handle_report(args: argparse.Namespace) -> int | None:
+    """``impbench report DIR`` when DIR (or a dataset path) holds a recorded session.
+
+    Uses ``args.dir`` and the report options ``method``, ``param`` (dict), ``decimate``,
+    ``truth`` and ``mapping_duration`` when present. Returns None when there is no session
+    dataset at ``args.dir`` (a scenario run directory).
+    """
+    from bench.errors import DataError
+    from hil.session_data import find_datasets
+    from hil.session_report import write_session_reports
+
+    if not find_datasets(args.dir):
+        d = Path(args.dir)
+        logs = sorted(d.glob("*.rawlog")) if d.is_dir() else []
+        if logs and not (d / "scenario.json").exists():
+            raise DataError(f"{d} holds the raw log {logs[0].name} but no session dataset; "
+                            f"rebuild it with 'impbench rig recover {logs[0]}'")
+        return None
+    truth = getattr(args, "truth", "auto")
+    written = write_session_reports(
+        args.dir, method=getattr(args, "method", None) or "sds",
+        params=getattr(args, "param_dict", None) or {},
+        decimate_by=getattr(args, "decimate", None),
+        truth=None if truth == "none" else truth,
+        mapping_duration=getattr(args, "mapping_duration", None))
+    for paths in written:
+        numbers = json.loads(paths["json"].read_text())
+        err = numbers.get("stiffness_error_pct")
+        print(f"session {Path(numbers['dataset']).name}: {numbers['method']} on "
+              f"{numbers['realizations']} x {numbers['samples_per_realization']} at "
+              f"{numbers['fs_identification']:g} Hz; stiffness error "
+              + ("n/a" if err is None else f"{err:.1f} %")
+              + ("" if numbers["error"] is None else f" (failed: {numbers['error']})"))
+        for key in ("md", "html", "figure"):
+            print(f"{key:8s} {paths[key]}")
+    return 0
+
+
+def handle_estimate_data(path: str | os.PathLike, period: float, decimate_by: int = 1
+                         ) -> Realizations | None:
+    """Estimator input of ``impbench estimate`` when ``path`` is a recorded session dataset.
+
+    u = actuator position (m), y = force (N), schedule = pivot position (m), cut into
+    realizations of ``period`` s; periods with gaps are dropped. No truth is attached.
+    Returns None when ``path`` is not a session dataset.
+    """
+    from hil.session_data import is_session_dataset, session_realizations
+
+    if Path(path).suffix.lower() not in (".npz", ".json", "") or not is_session_dataset(path):
+        return None  # e.g. x.csv stays a CSV record even beside a session dataset x.npz/x.json
+    return session_realizations(path, truth=None, period=period, decimate_by=decimate_by)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -134,7 +134,8 @@ def test_host_killed_with_sigkill_loses_at_most_100ms(session_file, tmp_path):
 
 
 def test_device_reset_and_unplug_start_new_segments(session_file, tmp_path):
-    path = session_file("seg", duration_s=6.0)
+    # a 1 s host-silence watchdog: the fast virtual rig must not trip it on a loaded machine
+    path = session_file("seg", duration_s=6.0, watchdog_ms=1000)
     faults = Faults(reset_at_s=(2.0,), disconnect_at_s=(4.5,), disconnect_s=0.3)
     link_path = tmp_path / "ttyRIG"
     with VirtualRig(seed=4, faults=faults, link_path=link_path) as rig:
