@@ -33,7 +33,12 @@ from bench.params import describe
 __all__ = ["build_parser", "main"]
 
 #: Optional modules that may add subcommands through ``register(subparsers)``.
-_EXTENSIONS = ("hil.cli", "hil.firmware_cli", "estimators.calibration.cli")
+_EXTENSIONS = (
+    "hil.cli",
+    "hil.firmware_cli",
+    "estimators.calibration.cli",
+    "bench.studies.cli",
+)
 
 #: Errors caused by user input: reported in one line, exit status 2.
 _USER_ERRORS = (ScenarioError, RegistryError, InvalidParameterError, DataError,

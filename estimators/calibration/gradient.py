@@ -153,55 +153,60 @@ def adamw_minimize(
     vupdate = jax.vmap(opt.update)
 
     @jax.jit
-    def run_chunk(carry):
+    def run_chunk(z, state, active):
+        # Only optimizer steps run inside the scan; the plateau and best-point bookkeeping
+        # runs on the host per chunk from the returned history. Loss-dependent bookkeeping
+        # inside the scan made each step ~20x slower on CPU (measured: 7 ms vs 0.3 ms per
+        # step of the ankle problem), apparently by blocking XLA's fusion of the loss.
+        mask = active[:, None]
+
         def step(c, _):
-            z, state, best_f, best_z, since, active = c
+            z, state = c
             f, g = vg(z, bargs)
-            f = jnp.where(jnp.isfinite(f), f, jnp.inf)
             g = jnp.where(jnp.isfinite(g), g, 0.0)
             upd, new_state = vupdate(g, state, z)
-            z_new = optax.apply_updates(z, upd)
-            improved = f < best_f - tol * jnp.abs(best_f)
-            best_z = jnp.where((f < best_f)[:, None], z, best_z)
-            best_f = jnp.minimum(best_f, f)
-            since = jnp.where(improved, 0, since + 1)
-            active_new = active & (since < patience)
-            z = jnp.where(active[:, None], z_new, z)
+            z_new = jnp.where(mask, optax.apply_updates(z, upd), z)
             # every state leaf carries the restart axis first (vmapped init)
             new_state = jax.tree_util.tree_map(
                 lambda a, b: jnp.where(active.reshape((-1,) + (1,) * (a.ndim - 1)), a, b),
                 new_state,
                 state,
             )
-            return (z, new_state, best_f, best_z, since, active_new), (f, active)
+            return (z_new, new_state), (f, z)
 
-        return jax.lax.scan(step, carry, None, length=chunk)
+        return jax.lax.scan(step, (z, state), None, length=chunk)
 
     t0 = time.perf_counter()
-    z0 = jnp.asarray(to_unbounded(X0, lb, ub))
-    state = jax.vmap(opt.init)(z0)
-    carry = (
-        z0,
-        state,
-        jnp.full(nr, jnp.inf),
-        z0,
-        jnp.zeros(nr, dtype=jnp.int32),
-        jnp.ones(nr, dtype=bool),
-    )
-    hist, act = [], []
+    z = jnp.asarray(to_unbounded(X0, lb, ub))
+    state = jax.vmap(opt.init)(z)
+    best_f = np.full(nr, np.inf)
+    best_z = np.asarray(z).copy()
+    since = np.zeros(nr, dtype=int)
+    active = np.ones(nr, dtype=bool)
+    steps = np.zeros(nr, dtype=int)
+    hist = []
     done = 0
-    while done < max_steps:
-        carry, (fs, active) = run_chunk(carry)
-        hist.append(np.asarray(fs))
-        act.append(np.asarray(active))
+    while done < max_steps and active.any():
+        (z, state), (fs, zs) = run_chunk(z, state, jnp.asarray(active))
+        fs = np.asarray(fs)
+        fs = np.where(np.isfinite(fs), fs, np.inf)
+        zs = np.asarray(zs)
+        hist.append(fs)
+        for k in range(fs.shape[0]):  # per step, vectorized over restarts
+            f = fs[k]
+            live = active.copy()
+            better = live & (f < best_f)
+            finite = np.isfinite(best_f)
+            thresh = np.where(finite, best_f - tol * np.abs(np.where(finite, best_f, 0.0)), np.inf)
+            improved = live & (f < thresh)
+            best_z[better] = zs[k][better]
+            best_f = np.where(better, f, best_f)
+            since = np.where(improved, 0, np.where(live, since + 1, since))
+            steps += live
+            active = live & (since < patience)
         done += chunk
-        if not bool(np.any(carry[5])):
-            break
     history = np.concatenate(hist, axis=0)
-    active_hist = np.concatenate(act, axis=0)
-    steps = active_hist.sum(axis=0)
-    best_f = np.asarray(carry[2])
-    best_x = np.asarray(to_bounded(carry[3], lbj, ubj))
+    best_x = np.asarray(to_bounded(jnp.asarray(best_z), lbj, ubj))
     return AdamWResult(
         x=best_x,
         fun=best_f,
