@@ -38,6 +38,7 @@ _EXTENSIONS = (
     "hil.firmware_cli",
     "estimators.calibration.cli",
     "bench.studies.cli",
+    "bench.studies.misalignment_cli",
 )
 
 #: Errors caused by user input: reported in one line, exit status 2.

@@ -470,7 +470,9 @@ class MSDPlant(Plant):
     -----
     Random streams: ``simulate(rng)`` spawns three independent child generators (perturbation,
     noise, jitter), so changing ``snr_db`` or the jitter leaves the input signal unchanged for a
-    given seed (common random numbers across grid cells).
+    given seed (common random numbers across grid cells). The cycle durations of the period
+    scatter are drawn from the jitter stream after the per-realization shift/amplitude draws,
+    always (scaled by ``jitter_period``), so every jitter level sees the same draws.
     """
 
     name: ClassVar[str] = "msd"
