@@ -3,16 +3,60 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench import store
+from bench import registry, store
+from bench.errors import RegistryError
 from bench.scenario import canonical_json
 
-__all__ = ["baseline_cells", "plot_k_tracks"]
+__all__ = ["baseline_cells", "plant_figures", "plot_k_tracks"]
+
+_PNG = b"\x89PNG\r\n\x1a\n"
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def plant_figures(plan: dict) -> tuple[dict[str, bytes], str]:
+    """Figures contributed by the scenario's plant through its ``report_figures`` hook.
+
+    A plant class may define a class- or staticmethod ``report_figures(plan) -> dict[str,
+    bytes]`` (figure name -> PNG bytes) that draws plant-specific context for the report,
+    e.g. the lever rig's true-stiffness mapping (004 App. B, Fig. 8/17).
+
+    Parameters
+    ----------
+    plan : dict
+        ``scenario.json`` content.
+
+    Returns
+    -------
+    figures : dict of str to bytes
+        PNG bytes by name (empty when the plant has no hook or it could not run).
+    note : str
+        Why no figure came although the plant has a hook (empty otherwise), for the report.
+    """
+    try:
+        cls = registry.resolve("plants", plan["plant"]["name"])
+    except RegistryError as exc:
+        return {}, f"Plant figures unavailable: {exc}"
+    hook = getattr(cls, "report_figures", None)
+    if hook is None:
+        return {}, ""
+    figs = hook(plan)
+    if not isinstance(figs, dict):
+        raise TypeError(f"{cls.__name__}.report_figures must return a dict of name -> PNG "
+                        f"bytes; got {type(figs).__name__}")
+    for name, data in figs.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"{cls.__name__}.report_figures: figure name {name!r} must match "
+                             f"{_NAME.pattern}")
+        if not isinstance(data, bytes) or not data.startswith(_PNG):
+            raise ValueError(f"{cls.__name__}.report_figures: figure {name!r} is not PNG bytes")
+    return dict(figs), ""
 
 
 def baseline_cells(plan: dict) -> list[tuple[str, dict]]:

@@ -1,18 +1,28 @@
 """Markdown and self-contained HTML reports of a run directory.
 
-The main table follows the thesis's Table III layout (004 Table III): one block per level of
-the layout's ``split`` factor (the perturbation signal); in each block the ``rows`` factors
-are varied one at a time while the other factors stay at the ``baseline`` (baseline level in
-bold), the columns are the methods, and a final *Median* row takes the median over all
-cells and seeds of that split level. Each entry reads ``ours (mean ± sd over seeds) |
-reference`` when the scenario's ``reference`` block gives a published value; failed or
-unavailable methods show "-" with the reason in a footnote, as the thesis does.
+The main table has one block per level of the layout's ``split`` factor (the perturbation
+signal), the methods as columns and a final *Median* row that takes the median over all
+cells and seeds of that split level. Its rows follow ``layout.rows_mode``:
+
+* ``one_at_a_time`` -- the thesis's Table III layout (004 Table III): the ``rows`` factors
+  are varied one at a time while the other factors stay at the ``baseline`` (baseline level
+  in bold);
+* ``cross`` -- the thesis's Table V layout (004 Table V): one row per combination of the
+  ``rows`` factors' levels (e.g. time variation x experimental time), one label column per
+  row factor, the other factors at the ``baseline``.
+
+Each entry reads ``ours (mean ± sd over seeds) | reference`` when the scenario's
+``reference`` block gives a published value; failed or unavailable methods show "-" with the
+reason in a footnote, as the thesis does. A plant class may contribute figures through a
+``report_figures(plan) -> dict[str, bytes]`` class/static method (PNG bytes by name); they are
+written to ``figures/plant_<name>.png`` and embedded.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -21,18 +31,24 @@ from pathlib import Path
 import numpy as np
 
 from bench import store
-from bench.figures import plot_k_tracks
+from bench.figures import plant_figures, plot_k_tracks
 from bench.scenario import canonical_json
 
-__all__ = ["Block", "build_blocks", "write_report"]
+__all__ = ["Block", "build_blocks", "rows_mode", "write_report"]
 
 
 @dataclass
 class Block:
-    """One table block (one split level)."""
+    """One table block (one split level).
+
+    ``head`` names the label columns (``["factor", "level"]`` one at a time, the row factors
+    in the cross layout); each row is ``(labels, bold, cells)`` with one label per ``head``
+    entry and one cell text per method.
+    """
 
     title: str
-    rows: list = field(default_factory=list)  # (factor, level text, bold, [cell texts])
+    head: list = field(default_factory=lambda: ["factor", "level"])
+    rows: list = field(default_factory=list)  # ([label texts], bold, [cell texts])
     median: list = field(default_factory=list)
 
 
@@ -97,18 +113,25 @@ def plan_metric(plan: dict) -> str:
     return ref["metric"] if ref else plan["metrics"][0]
 
 
+def rows_mode(plan: dict) -> str:
+    """``"one_at_a_time"`` (Table III) or ``"cross"`` (Table V); older plans lack the key."""
+    return plan["layout"].get("rows_mode", "one_at_a_time")
+
+
 def build_blocks(plan: dict, records: list[dict], notes: _Notes) -> list[Block]:
-    """The Table III blocks of a run (see the module docstring)."""
+    """The Table III or Table V blocks of a run (see the module docstring)."""
     metric = plan_metric(plan)
     lay, grid = plan["layout"], plan["grid"]
     split = lay["split"]
+    cross = rows_mode(plan) == "cross"
     methods = plan["methods"]
     by_method = {m["key"]: [r for r in records if r["method_key"] == m["key"]] for m in methods}
     levels = grid[split] if split else [None]
     blocks = []
     for slevel in levels:
         sw = {} if split is None else {split: slevel}
-        block = Block(title="all cells" if split is None else f"{split} = {slevel}")
+        block = Block(title="all cells" if split is None else f"{split} = {slevel}",
+                      head=list(lay["rows"]) if cross else ["factor", "level"])
 
         def cell(where: dict, m: dict, median: bool) -> str:
             recs = [r for r in by_method[m["key"]] if _matches(r["factors"], where)]
@@ -116,12 +139,20 @@ def build_blocks(plan: dict, records: list[dict], notes: _Notes) -> list[Block]:
             ref = _ref_text(plan, where, m["label"], "median" if median else "cell")
             return text if ref is None else f"{text} \\| {ref}"
 
-        for f in lay["rows"]:
-            for level in grid[f]:
-                where = {**{g: lay["baseline"][g] for g in grid if g not in (f, split)},
-                         **sw, f: level}
-                bold = _eq(level, lay["baseline"].get(f))
-                block.rows.append((f, str(level), bold, [cell(where, m, False) for m in methods]))
+        if cross:  # 004 Table V: every combination of the row factors' levels
+            fixed = {g: lay["baseline"][g] for g in grid if g not in lay["rows"] and g != split}
+            for combo in itertools.product(*(grid[f] for f in lay["rows"])):
+                where = {**fixed, **sw, **dict(zip(lay["rows"], combo))}
+                block.rows.append(([str(v) for v in combo], False,
+                                   [cell(where, m, False) for m in methods]))
+        else:  # 004 Table III: one factor at a time around the baseline
+            for f in lay["rows"]:
+                for level in grid[f]:
+                    where = {**{g: lay["baseline"][g] for g in grid if g not in (f, split)},
+                             **sw, f: level}
+                    bold = _eq(level, lay["baseline"].get(f))
+                    block.rows.append(([f, str(level)], bold,
+                                       [cell(where, m, False) for m in methods]))
         block.median = [cell(sw, m, True) for m in methods]
         blocks.append(block)
     return blocks
@@ -200,7 +231,8 @@ def write_report(out: str | Path) -> dict[str, Path]:
     Returns
     -------
     dict
-        Paths of ``parquet``, ``md``, ``html`` and ``figure`` (when one was drawn).
+        Paths of ``parquet``, ``md``, ``html``, ``figure`` (when one was drawn) and
+        ``plant_<name>`` for each figure of the plant's ``report_figures`` hook.
     """
     out = Path(out)
     plan = store.read_plan(out)
@@ -216,12 +248,18 @@ def write_report(out: str | Path) -> dict[str, Path]:
     if png is not None:
         paths["figure"] = out / "figures" / "baseline_K.png"
         store.atomic_write_bytes(paths["figure"], png)
+    extra, extra_note = plant_figures(plan)
+    for name, data in extra.items():
+        paths[f"plant_{name}"] = out / "figures" / f"plant_{name}.png"
+        store.atomic_write_bytes(paths[f"plant_{name}"], data)
 
+    cross = rows_mode(plan) == "cross"
     title = f"impbench report: {plan['name']}"
     what = (f"{metric} per cell: ours = mean ± sd over {nseeds} seed(s)"
             + (f" \\| reference ({ref['source']})" if ref else "")
+            + ("; rows: every combination of " + " x ".join(plan["layout"]["rows"])
+               if cross else "")
             + "; Median row = median over all cells and seeds of the block.")
-    head = ["factor", "level", *labels]
     md = [f"# {title}", "", plan.get("description", "") or "", "",
           f"Plant `{plan['plant']['name']}` with {json.dumps(plan['plant']['params'])}; "
           f"grid {', '.join(f'{k} {v}' for k, v in plan['grid'].items())}; "
@@ -231,11 +269,14 @@ def write_report(out: str | Path) -> dict[str, Path]:
         md += [f"Reference note: {ref['note']}", ""]
     html_blocks = []
     for b in blocks:
-        rows = [[f, f"**{lvl}**" if bold else lvl, *cells] for f, lvl, bold, cells in b.rows]
-        rows.append(["Median", "", *b.median])
+        head = [*b.head, *labels]
+        pad = [""] * (len(b.head) - 1)
+        rows = [[*lbl[:-1], f"**{lbl[-1]}**" if bold else lbl[-1], *cells]
+                for lbl, bold, cells in b.rows]
+        rows.append(["Median", *pad, *b.median])
         md += [f"### {b.title}", "", _md_table(head, rows), ""]
-        hrows = [[f, lvl, *cells] for f, lvl, _, cells in b.rows] + [["Median", "", *b.median]]
-        bold = {i for i, (_, _, is_b, _) in enumerate(b.rows) if is_b}
+        hrows = [[*lbl, *cells] for lbl, _, cells in b.rows] + [["Median", *pad, *b.median]]
+        bold = {i for i, (_, is_b, _) in enumerate(b.rows) if is_b}
         html_blocks.append(f"<h3>{html.escape(b.title)}</h3>" + _html_table(head, hrows, bold)
                            .replace("<tr><td>Median</td>", '<tr class="median"><td>Median</td>'))
     if notes.items:
@@ -247,6 +288,11 @@ def write_report(out: str | Path) -> dict[str, Path]:
     if png is not None:
         md += ["## Estimated vs true K(t) in the baseline cell", "",
                "![estimated vs true K(t)](figures/baseline_K.png)", ""]
+    if extra or extra_note:
+        md += ["## Plant figures", "",
+               f"Drawn by the plant `{plan['plant']['name']}` (its `report_figures` hook).", ""]
+        md += [f"![{name}](figures/plant_{name}.png)" for name in extra]
+        md += ([extra_note] if extra_note else []) + [""]
     tidy_head, tidy_rows = _tidy_rows(plan, records)
     md += ["## Appendix: all records", "", _md_table(tidy_head, tidy_rows), ""]
     paths["md"] = out / "report.md"
@@ -266,6 +312,15 @@ def write_report(out: str | Path) -> dict[str, Path]:
         b64 = base64.b64encode(png).decode()
         h.append("<h2>Estimated vs true K(t) in the baseline cell</h2>"
                  f"<img alt='estimated vs true K(t)' src='data:image/png;base64,{b64}'>")
+    if extra or extra_note:
+        h.append("<h2>Plant figures</h2><p>Drawn by the plant "
+                 f"<code>{html.escape(plan['plant']['name'])}</code> (its "
+                 "<code>report_figures</code> hook).</p>")
+        for name, data in extra.items():
+            h.append(f"<img alt='{html.escape(name)}' "
+                     f"src='data:image/png;base64,{base64.b64encode(data).decode()}'>")
+        if extra_note:
+            h.append(f"<p>{html.escape(extra_note)}</p>")
     h.append(f"<details><summary>All records ({len(tidy_rows)})</summary>"
              + _html_table(tidy_head, tidy_rows) + "</details></body></html>")
     paths["html"] = out / "report.html"

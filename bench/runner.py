@@ -164,10 +164,27 @@ def _run_method(m: dict, data: Realizations, task: dict, base: dict) -> dict:
     except Exception as exc:
         rec["status"], rec["reason"] = "failed", f"metric: {_reason(exc)}"
         return rec
-    nan = [k for k, v in rec["metrics"].items() if not np.isfinite(v)]
-    if nan:
-        rec["status"], rec["reason"] = "failed", f"metric {', '.join(nan)} is NaN"
+    rec["status"], rec["reason"], note = metric_status(task["metrics"], rec["metrics"])
+    if note:
+        rec["info"]["metric_note"] = note
     return rec
+
+
+def metric_status(names: list[str], values: dict) -> tuple[str, str | None, str | None]:
+    """Status from the metric values: the scenario's first metric is the primary one.
+
+    A NaN primary metric fails the record. A NaN secondary metric does not: some are
+    undefined for a valid estimate (r2 against a constant true stiffness, the "none" and
+    "B" variations), so it stays NaN in the table with a note.
+
+    Returns
+    -------
+    (status, reason, note)
+    """
+    nan = [k for k in names if not np.isfinite(values.get(k, np.nan))]
+    if names and names[0] in nan:
+        return "failed", f"metric {', '.join(nan)} is NaN", None
+    return "ok", "", (f"undefined (NaN): {', '.join(nan)}" if nan else None)
 
 
 def run_unit(task: dict) -> list[dict]:

@@ -198,6 +198,7 @@ class _MethodModel(_Strict):
 class _LayoutModel(_Strict):
     split: StrictStr | None = None
     rows: list[StrictStr] | None = None
+    rows_mode: Literal["one_at_a_time", "cross"] = "one_at_a_time"
     columns: Literal["method"] = "method"
     baseline: dict[StrictStr, Any] = Field(default_factory=dict)
 
@@ -264,15 +265,20 @@ class MethodSpec:
 
 @dataclass(frozen=True)
 class Layout:
-    """Table layout of the report (the thesis's Table III).
+    """Table layout of the report (the thesis's Table III or Table V).
 
-    ``split`` makes one table block per level, ``rows`` lists the factors varied one at a
-    time around ``baseline`` (one level per grid factor); the columns are the methods.
+    ``split`` makes one table block per level; the columns are the methods. With
+    ``rows_mode="one_at_a_time"`` (004 Table III) ``rows`` lists the factors varied one at a
+    time around ``baseline`` (one level per grid factor). With ``rows_mode="cross"``
+    (004 Table V) the rows are the cartesian product of the ``rows`` factors' levels (first
+    factor outermost), every other factor held at ``baseline``; ``baseline`` then only picks
+    the cell of the estimated-vs-true K(t) figure.
     """
 
     split: str | None
     rows: tuple[str, ...]
     baseline: dict
+    rows_mode: str = "one_at_a_time"
 
 
 @dataclass(frozen=True)
@@ -336,6 +342,7 @@ class Scenario:
             "seeds": list(self.seeds),
             "metrics": list(self.metrics),
             "layout": {"split": self.layout.split, "rows": list(self.layout.rows),
+                       "rows_mode": self.layout.rows_mode,
                        "baseline": _plain(self.layout.baseline)},
             "reference": None if self.reference is None else {
                 "source": self.reference.source, "metric": self.reference.metric,
@@ -584,7 +591,9 @@ def _check_layout(m: _ScenarioModel, col: _Collector) -> Layout:
     for f, levels in grid.items():
         if f not in baseline and f != split and levels:
             baseline[f] = levels[0]
-    return Layout(split, rows, baseline)
+    if lay.rows_mode == "cross" and not rows:
+        col.add(("layout", "rows_mode"), "'cross' needs at least one row factor in layout.rows")
+    return Layout(split, rows, baseline, lay.rows_mode)
 
 
 def _check_reference(
@@ -658,6 +667,10 @@ def _check_reference(
         for f, levels in block.items():
             if f == "median":
                 method_map((*path, f), levels, split_where, "median")
+                continue
+            if layout.rows_mode == "cross":
+                col.add((*path, f), "with layout.rows_mode 'cross' give cell values under "
+                                    "reference.values (the table form holds only 'median')")
                 continue
             if f not in layout.rows:
                 col.add((*path, f), f"{f!r} is not a row factor of the layout "

@@ -183,3 +183,14 @@ def test_worker_crash_is_reported_not_recorded(tmp_path):
     assert len(lines) == 2 and all("worker error" in ln and "rerun retries" in ln
                                    for ln in lines)
     assert pq.read_table(tmp_path / "out" / "results.parquet").num_rows == 0
+
+
+def test_metric_status_primary_metric_decides():
+    from bench.runner import metric_status
+
+    values = {"stiffness_error": 5.0, "r2": float("nan")}
+    assert metric_status(["stiffness_error", "r2"], values) == ("ok", "", "undefined (NaN): r2")
+    status, reason, _ = metric_status(["stiffness_error", "r2"],
+                                      {"stiffness_error": float("nan"), "r2": 0.5})
+    assert status == "failed" and "stiffness_error" in reason
+    assert metric_status(["stiffness_error"], {"stiffness_error": 1.0}) == ("ok", "", None)

@@ -10,6 +10,7 @@ and the true stiffness is the App. B mapping of the experiment's perturbation ev
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from typing import Any, ClassVar
 
@@ -20,7 +21,13 @@ from bench.errors import InvalidParameterError
 from bench.params import ArrayLike, Interval, Options
 from bench.signals import decimate
 from bench.types import GroundTruth, Realizations
-from plants.lever.mapping import StiffnessMapping, perturbation_command, true_stiffness_mapping
+from plants.lever.mapping import (
+    PERTURBATIONS,
+    StiffnessMapping,
+    mapping_figure,
+    perturbation_command,
+    true_stiffness_mapping,
+)
 from plants.lever.physics import simulate_record, theoretical_stiffness
 from plants.lever.rig import NONIDEAL_EFFECTS, Rig, load_rig
 
@@ -134,13 +141,30 @@ class LeverPlant(Plant):
         Relative change of the spring rate K2 between the mapping trials and the experiment
         (0: none). The thesis attributes part of its errors to the device changing between
         the time-varying runs and the later mapping trials (004 Sec. V-C, "a bolt loosened").
+    jitter_period : float
+        Pivot-schedule period scatter (time warping), relative s.d. (0.05 = 5 %): pivot cycle
+        ``k`` lasts ``period * (1 + jitter_period z_k)`` (factor clipped to [0.5, 1.5]), so
+        the schedule drifts out of line with the nominal cut as self-paced human repetitions
+        do (004 Sec. VI-F). Applied before ``jitter_shift``.
+    jitter_shift : float, s
+        S.d. of a per-realization time shift of the pivot schedule (realization ``r`` follows
+        the schedule delayed by ``jitter_shift z_r``).
+    jitter_amplitude : float
+        Relative s.d. of a per-realization amplitude scale of the pivot excursion about the
+        centre (factor ``1 + jitter_amplitude z_r`` clipped to [0, 2]).
+
+    With any jitter the commanded pivot reference is clipped to the rig's pivot travel. The
+    jitter draws come from a child stream spawned from the experiment's generator
+    (``rng.spawn``), always of the same size, so the perturbation and sensor noise do not
+    change with the jitter levels and every level sees the same standard-normal draws.
 
     Notes
     -----
     ``simulate(rng)`` returns :class:`bench.types.Realizations` at 100 Hz: ``u`` the measured
     actuator position (m), ``y`` the load-cell force (N), ``schedule`` the measured pivot
     position (m), ``truth.K`` the true stiffness (N/m) averaged over realizations and
-    ``truth.K_r`` per realization.
+    ``truth.K_r`` per realization (with jitter the realizations' K(t) differ; ``K`` is then
+    the ensemble mean). ``meta["jitter"]`` holds the per-realization draws.
     """
 
     name: ClassVar[str] = "lever"
@@ -159,6 +183,9 @@ class LeverPlant(Plant):
         "truth": [Options(("mapped", "theory"))],
         "settle": [Interval(float, 0, 60, closed="both")],
         "drift": [Interval(float, -0.5, 0.5, closed="both")],
+        "jitter_period": [Interval(float, 0, 0.3, closed="both")],
+        "jitter_shift": [Interval(float, 0, None, closed="left")],
+        "jitter_amplitude": [Interval(float, 0, None, closed="left")],
     }
 
     def __init__(
@@ -178,6 +205,9 @@ class LeverPlant(Plant):
         truth: str = "mapped",
         settle: float = 2.0,
         drift: float = 0.0,
+        jitter_period: float = 0.0,
+        jitter_shift: float = 0.0,
+        jitter_amplitude: float = 0.0,
     ) -> None:
         self.rig = rig
         self.perturbation = perturbation
@@ -193,6 +223,9 @@ class LeverPlant(Plant):
         self.truth = truth
         self.settle = settle
         self.drift = drift
+        self.jitter_period = jitter_period
+        self.jitter_shift = jitter_shift
+        self.jitter_amplitude = jitter_amplitude
 
     # ------------------------------------------------------------------ configuration
 
@@ -258,9 +291,108 @@ class LeverPlant(Plant):
         c = self._center(rig)
         return c - self.pivot_amplitude, c + self.pivot_amplitude
 
+    @property
+    def jittered(self) -> bool:
+        """Whether any pivot-schedule jitter is on."""
+        return bool(self.jitter_period or self.jitter_shift or self.jitter_amplitude)
+
+    def _reference(
+        self, t: np.ndarray, rig: Rig, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """Pivot reference with schedule jitter (issue 14 item 1).
+
+        Returns the reference (m, shape of ``t``), the schedule time ``tau(t)`` it follows
+        (s), the per-cycle shift (s) and amplitude factor (one per nominal cycle
+        ``floor(t f)``, from the lead-in on) and the index of cycle 0 in those arrays.
+        """
+        f = self.frequency
+        period = 1.0 / f
+        center = (float(np.mean(np.asarray(self.pivot_profile, dtype=float)))
+                  if self.shape == "custom" else self._center(rig))
+        c_lo, c_hi = math.floor(t[0] * f), math.floor(t[-1] * f)
+        n_c = c_hi - c_lo + 1
+        # warped cycles last >= period / 2, so 2 n_c + 4 of them cover t from the anchor tau = 0
+        k_lo, n_k = 2 * c_lo - 2, 2 * n_c + 4
+        z = rng.standard_normal(2 * n_c + n_k)  # same size at every level: aligned streams
+        z_shift, z_amp, z_per = z[:n_c], z[n_c:2 * n_c], z[2 * n_c:]
+        tau = t
+        if self.jitter_period > 0:
+            d = period * np.clip(1.0 + self.jitter_period * z_per, 0.5, 1.5)
+            i0 = -k_lo  # warped cycle 0 starts at t = 0 (the experiment's start)
+            starts = np.empty(n_k)
+            starts[i0:] = np.concatenate(([0.0], np.cumsum(d[i0:-1])))
+            starts[:i0] = -np.cumsum(d[:i0][::-1])[::-1]
+            j = np.clip(np.searchsorted(starts, t, side="right") - 1, 0, n_k - 1)
+            tau = (k_lo + j + (t - starts[j]) / d[j]) * period
+        shift = self.jitter_shift * z_shift
+        amp = np.clip(1.0 + self.jitter_amplitude * z_amp, 0.0, 2.0)
+        r = np.floor(t * f).astype(int) - c_lo  # nominal cycle = realization after the cut
+        tau = tau - shift[r]
+        ref = pivot_trajectory(tau, self.shape, f, self.pivot_amplitude, self._center(rig),
+                               self.pivot_profile)
+        if self.jittered:
+            g = rig.geometry
+            ref = np.clip(center + amp[r] * (ref - center), g.pivot_min, g.pivot_max)
+        return ref, tau, shift, amp, -c_lo
+
     def mapping(self) -> StiffnessMapping:
         """The App. B true-stiffness mapping for this rig and perturbation (cached)."""
         return cached_mapping(self.rig_description(), self.perturbation)
+
+    @classmethod
+    def report_figures(cls, plan: dict) -> dict[str, bytes]:
+        """Report hook: the true-stiffness mapping figure of the scenario's rig (PNG).
+
+        Draws, for the rig of ``plan`` (after its ``rig``/``nonideal``/``disable``
+        settings), the theoretical curve (004:Eq.34), the per-trial stiffnesses and the
+        quadratic fits of the FGWN and PRBS mappings (004 App. B, Fig. 8/17): the reference
+        the mechanical study is scored against. One figure per distinct rig setting when the
+        grid varies them (``mapping``, else ``mapping_1``, ``mapping_2``, ...).
+
+        Parameters
+        ----------
+        plan : dict
+            ``scenario.json`` content (``plant.params`` and ``grid``).
+
+        Returns
+        -------
+        dict of str to bytes
+            PNG bytes by figure name.
+        """
+        import io
+
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        params, grid = plan["plant"]["params"], plan.get("grid", {})
+        keys = ("rig", "nonideal", "disable")
+        choices = [grid[k] if k in grid else [params[k]] for k in keys if k in grid or k in params]
+        named = [k for k in keys if k in grid or k in params]
+        rigs: list[Rig] = []
+        for combo in itertools.product(*choices):
+            rig = cls(**dict(zip(named, combo))).rig_description()
+            if rig not in rigs:
+                rigs.append(rig)
+        out = {}
+        for i, rig in enumerate(rigs):
+            fig = mapping_figure(rig, {k: cached_mapping(rig, k) for k in PERTURBATIONS})
+            FigureCanvasAgg(fig)
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=100)
+            out["mapping" if len(rigs) == 1 else f"mapping_{i + 1}"] = buf.getvalue()
+        return out
+
+    def _jitter_meta(self, R: int, t: np.ndarray, tau: np.ndarray, shift: np.ndarray,
+                     amp: np.ndarray, c0: int, n0: int, fs: float, period: float) -> dict:
+        """Per-realization jitter of the experiment (shape (R,) lists)."""
+        starts = n0 + np.round(np.arange(R) * period * fs).astype(int)
+        return {
+            "period": self.jitter_period, "shift": self.jitter_shift,
+            "amplitude": self.jitter_amplitude,
+            "shift_s": shift[c0:c0 + R].tolist(),
+            "amplitude_factor": amp[c0:c0 + R].tolist(),
+            # total schedule lag t - tau(t) at each realization's first sample (warp + shift)
+            "lag_s": (t[starts] - tau[starts]).tolist(),
+        }
 
     # ------------------------------------------------------------------ experiment
 
@@ -296,8 +428,8 @@ class LeverPlant(Plant):
         n_tail = round(0.5 * fs)
         n = n0 + n_exp + n_tail
         t = (np.arange(n) - n0) / fs
-        ref = pivot_trajectory(t, self.shape, f, self.pivot_amplitude, self._center(rig),
-                               self.pivot_profile)
+        jrng = rng.spawn(1)[0]  # jitter stream: leaves rng's own draws unchanged
+        ref, tau, shift, amp, c0 = self._reference(t, rig, jrng)
         cmd = perturbation_command(rig, self.perturbation, n, rng)
         rig_exp = rig
         if self.drift != 0.0:  # the device at experiment time differs from the mapped one
@@ -326,6 +458,7 @@ class LeverPlant(Plant):
             "pivot_center": self._center(rig), "duration": self.duration,
             "fs_record": fs, "decimation": dec, "truth": self.truth, "mapping": mapping_info,
             "drift": self.drift,
+            "jitter": self._jitter_meta(data.u.shape[0], t, tau, shift, amp, c0, n0, fs, period),
             "units": {"u": "m", "y": "N", "schedule": "m", "K": "N/m"},
         }
         return data.replace(truth=GroundTruth(K=K_r.mean(axis=0), K_r=K_r), meta=meta)
