@@ -9,7 +9,8 @@ is ``optax.adamw`` with an exponentially decaying learning rate; several restart
 start points) run as one ``jax.vmap``-ed, jitted computation, stepped in chunks of
 ``lax.scan``. Each restart stops on a plateau: when its best loss has not improved by a
 relative ``tol`` for ``patience`` steps, its parameters are frozen (001: "halting when the
-loss function ceased improving for a predefined number of iterations").
+loss function ceased improving for a predefined number of iterations"); "improving" means by
+more than ``tol`` relative to the best loss, floored at 1e-3 of the starting loss.
 
 Choices (001's Table SII with its exact settings is not in our sources, so ours are stated):
 learning rate 0.05 in z-space decaying by 0.5 every 500 steps, weight decay 1e-4 (optax's
@@ -184,6 +185,7 @@ def adamw_minimize(
     since = np.zeros(nr, dtype=int)
     active = np.ones(nr, dtype=bool)
     steps = np.zeros(nr, dtype=int)
+    scale = None
     hist = []
     done = 0
     while done < max_steps and active.any():
@@ -196,8 +198,13 @@ def adamw_minimize(
             f = fs[k]
             live = active.copy()
             better = live & (f < best_f)
+            if scale is None:  # loss scale of each restart: its first loss
+                scale = np.where(np.isfinite(f), np.abs(f), 1.0)
             finite = np.isfinite(best_f)
-            thresh = np.where(finite, best_f - tol * np.abs(np.where(finite, best_f, 0.0)), np.inf)
+            # relative tolerance, floored at 1e-3 of the starting loss so that a loss
+            # converging to zero still reaches its plateau
+            step_tol = tol * np.maximum(np.abs(np.where(finite, best_f, 0.0)), 1e-3 * scale)
+            thresh = np.where(finite, best_f - step_tol, np.inf)
             improved = live & (f < thresh)
             best_z[better] = zs[k][better]
             best_f = np.where(better, f, best_f)
