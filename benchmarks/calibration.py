@@ -66,6 +66,59 @@ def _blind_scores(model, space, x, blind, n):
             float(np.median([nrmse(a, b) for a, b in zip(ref_k, est_k)])))
 
 
+def batch_throughput(sizes: list[int], args) -> dict:
+    """Calibrations per second when N calibrations run as one vmapped, jitted AdamW batch.
+
+    The batch cycles through the 35 (alpha, beta) combinations of 000 (0:0.2:1, not both 0)
+    and start points drawn inside the bounds, on one subject's calibration cycle, for a fixed
+    number of steps (``--batch-steps``; plateau stopping off, so every size does the same
+    work per calibration). Cold = first call, warm = a second call; both include tracing and
+    compiling, because :func:`adamw_minimize` builds its jitted step per call (about 7 s on
+    the 2-core CPU here, most of a single calibration). Runs on whatever JAX device is
+    present.
+    """
+    subj = draw_subjects(args.subject, np.random.default_rng(args.seed))[-1]
+    pert, _ = simulate_subject(subj, {"n_cycles": 2},
+                               np.random.default_rng([args.seed, subj.index]), unperturbed=False)
+    cal = cut_cycles(pert, 0, 1, 1)
+    model = MuscleModel.from_ankle(pert.fs, tendon="rigid")
+    space = CalibrationSpace.build(model.base_params, list(model.muscles),
+                                   strength_groups=model.strength_groups)
+    smooth = make_weighted_loss(model, cal, space, "smooth")
+    grid = np.round(np.arange(0, 1.01, 0.2), 1)
+    combos = np.array([(a, b) for a in grid for b in grid if a + b > 0])
+    margin = 1e-6 * (space.upper - space.lower)
+    opts = {**ADAMW, "max_steps": args.batch_steps, "patience": args.batch_steps + 1}
+    rows = []
+    for n in sizes:
+        rng = np.random.default_rng(args.seed + n)
+        starts = space.lower + margin + rng.uniform(size=(n, space.size)) * (
+            space.upper - space.lower - 2 * margin)
+        weights = combos[np.arange(n) % len(combos)]
+        times = []
+        for _ in range(2):
+            t = time.perf_counter()
+            adamw_minimize(smooth, starts, space.lower, space.upper, batch_args=weights, **opts)
+            times.append(time.perf_counter() - t)
+        rows.append({"batch": n, "steps": args.batch_steps, "cold_s": times[0],
+                     "warm_s": times[1], "calibrations_per_s_warm": n / times[1],
+                     "calibrations_per_s_cold": n / times[0]})
+    result = {"device": str(jax.devices()[0]), "jax": jax.__version__,
+              "problem": {"parameters": space.size,
+                          "calibration_samples": int(cal.torque.shape[1])},
+              "rows": rows}
+    print(f"AdamW batches on {result['device']} ({args.batch_steps} steps per calibration)")
+    print("batch | cold [s] | warm [s] | calibrations/s (warm) | calibrations/s (cold)")
+    for r in rows:
+        print(f"{r['batch']} | {r['cold_s']:.2f} | {r['warm_s']:.2f} | "
+              f"{r['calibrations_per_s_warm']:.2f} | {r['calibrations_per_s_cold']:.2f}")
+    out = Path(args.out).with_name("calibration_batch.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subject", type=int, default=1)
@@ -73,7 +126,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--max-evaluations", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/calibration.json")
+    ap.add_argument("--batch", default=None,
+                    help="comma-separated batch sizes, e.g. 1,8,64,175: report calibrations "
+                         "per second of the vmapped AdamW batch instead of the comparison")
+    ap.add_argument("--batch-steps", type=int, default=200,
+                    help="AdamW steps per calibration in --batch mode (no early stop)")
     args = ap.parse_args(argv)
+    if args.batch:
+        return batch_throughput([int(b) for b in args.batch.split(",")], args)
 
     subj = draw_subjects(args.subject, np.random.default_rng(args.seed))[-1]
     t = time.perf_counter()
