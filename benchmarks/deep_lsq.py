@@ -1,0 +1,78 @@
+"""Wall time per epoch and per run of the deep-muscle least-squares identification (002).
+
+002 Sec. IV-C: about 0.77 s per epoch and 2.5 h per run (10K + 2K epochs) on an Intel Core
+i9-14900KS. This script simulates one arm record (:class:`plants.arm.ArmPlant`), times
+``--epochs`` epochs of M1 and M2 (:class:`estimators.calibration.deep_lsq.
+DeepMuscleIdentifier`), extrapolates a 12K-epoch run, prints a table, writes
+``benchmarks/results/deep_lsq.json`` and adds the rows under ``"deep_lsq"`` to
+``benchmarks/results/calibration.json`` (the output of ``benchmarks/calibration.py``).
+
+Usage (from the repository root; ``-m`` keeps ``benchmarks/estimators.py`` from shadowing the
+package): ``python -m benchmarks.deep_lsq [--duration 10] [--epochs 50]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from estimators.calibration.deep_lsq import DeepMuscleIdentifier
+from plants.arm import ArmPlant
+from plants.arm.truth import parameter_vector, sample_initial_guess
+
+PAPER_EPOCH_S = 0.77  # 002 Sec. IV-C
+PAPER_EPOCHS = 12_000  # 10K + 2K
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=float, default=10.0, help="s per movement")
+    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--out", default="benchmarks/results/deep_lsq.json")
+    ap.add_argument("--calibration-json", default="benchmarks/results/calibration.json")
+    a = ap.parse_args(argv)
+    t = time.perf_counter()
+    data = ArmPlant(movement="both", duration=a.duration).simulate(np.random.default_rng(0))
+    t_sim = time.perf_counter() - t
+    rows = []
+    for method in ("M1", "M2"):
+        _, gt, _ = parameter_vector(method, data.fs)
+        p0 = sample_initial_guess(gt, np.random.default_rng(1))
+        t, c = time.perf_counter(), time.process_time()
+        res = DeepMuscleIdentifier(method=method, epochs=a.epochs, slack_epochs=0).fit(data, p0)
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        rows.append({
+            "method": method, "samples": int(data.excitation.shape[0] * data.excitation.shape[1]),
+            "parameters": int(gt.size), "epochs": a.epochs, "wall_s": wall, "cpu_s": cpu,
+            "epoch_s": res.epoch_time, "first_epoch_s": wall - res.epoch_time * (a.epochs - 1),
+            "run_12k_h": res.epoch_time * PAPER_EPOCHS / 3600.0,
+            "paper_epoch_s": PAPER_EPOCH_S, "speedup_vs_paper": PAPER_EPOCH_S / res.epoch_time,
+        })
+    print("method | samples | params | s/epoch | 002 s/epoch | 12K-epoch run [h] | 002 [h]")
+    for r in rows:
+        print(f"{r['method']} | {r['samples']} | {r['parameters']} | {r['epoch_s']:.4f} | "
+              f"{PAPER_EPOCH_S} | {r['run_12k_h']:.3f} | 2.5")
+    result = {"benchmark": "deep_lsq", "duration_s_per_movement": a.duration,
+              "simulation_s": t_sim, "rows": rows,
+              "environment": {"jax": jax.__version__, "python": platform.python_version(),
+                              "machine": platform.machine()}}
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    cal = Path(a.calibration_json)
+    if cal.exists():
+        d = json.loads(cal.read_text())
+        d["deep_lsq"] = rows
+        cal.write_text(json.dumps(d, indent=1))
+    print(f"wrote {out}" + (f" and rows in {cal}" if cal.exists() else ""))
+    return result
+
+
+if __name__ == "__main__":
+    main()
