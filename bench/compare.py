@@ -45,6 +45,7 @@ from scipy import stats
 
 from bench import store
 from bench.errors import DataError
+from bench.htmlkit import html_table
 from bench.scenario import canonical_json
 
 __all__ = [
@@ -416,14 +417,8 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def _html_table(head: list[str], rows: list[list[str]]) -> str:
-    cls = {"better": ' class="better"', "worse": ' class="worse"'}
-    out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
-           + "</tr></thead><tbody>"]
-    for r in rows:
-        out.append("<tr>" + "".join(f"<td{cls.get(c, '')}>{html.escape(c)}</td>" for c in r)
-                   + "</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
+    return html_table(head, rows,
+                      cell_class=lambda c: c if c in ("better", "worse") else None)
 
 
 def _headline(cmp: Comparison) -> list[str]:

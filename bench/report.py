@@ -32,6 +32,7 @@ import numpy as np
 
 from bench import store
 from bench.figures import plant_figures, plot_k_tracks
+from bench.htmlkit import html_table
 from bench.scenario import canonical_json
 
 __all__ = ["Block", "build_blocks", "rows_mode", "write_report"]
@@ -202,14 +203,9 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def _html_table(head: list[str], rows: list[list[str]], bold_rows: set[int] = frozenset()) -> str:
-    out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
-           + "</tr></thead><tbody>"]
-    for i, row in enumerate(rows):
-        cls = ' class="base"' if i in bold_rows else ""
-        cells = "".join(f"<td>{html.escape(c.replace(chr(92) + '|', '|'))}</td>" for c in row)
-        out.append(f"<tr{cls}>{cells}</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
+    # cells hold Markdown-escaped pipes; HTML shows them plain
+    plain = [[c.replace(chr(92) + "|", "|") for c in row] for row in rows]
+    return html_table(head, plain, row_class={i: "base" for i in bold_rows})
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem}

@@ -41,6 +41,7 @@ from matplotlib.figure import Figure
 
 from bench import store
 from bench.errors import DataError
+from bench.htmlkit import html_table as _html_table
 
 __all__ = [
     "JITTER_FACTORS",
@@ -364,12 +365,6 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
-
-def _html_table(head: list[str], rows: list[list[str]]) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                   for r in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def write_misalignment_report(

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.htmlkit import html_table as _html_table
+
 __all__ = ["write_calibration_report"]
 
 _CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;}"
@@ -127,13 +129,6 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
-
-
-def _html_table(head: list[str], rows: list[list[str]]) -> str:
-    h = "".join(f"<th>{html.escape(c)}</th>" for c in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                   for r in rows)
-    return f"<table><tr>{h}</tr>{body}</table>"
 
 
 def _fit_rows(fits: list[dict]) -> tuple[list[str], list[list[str]]]:
