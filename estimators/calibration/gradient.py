@@ -283,15 +283,9 @@ class GradientCalibrator(Calibrator):
         prob = make_problem(model, data, objective, space)
         sp = prob.space
         first = sp.x0 if x0 is None else np.asarray(x0, dtype=float)
-        # keep start points strictly inside the bounds for the sigmoid reparameterization
-        margin = 1e-6 * (sp.upper - sp.lower)
-        starts = [np.clip(first, sp.lower + margin, sp.upper - margin)]
-        if self.restarts > 1:
-            rng = np.random.default_rng(self.seed)
-            starts += list(sp.lower + margin + rng.uniform(size=(self.restarts - 1, sp.size))
-                           * (sp.upper - sp.lower - 2 * margin))
+        starts = sp.start_points(first, self.restarts, np.random.default_rng(self.seed))
         res = adamw_minimize(
-            prob.loss_unjitted, np.stack(starts), sp.lower, sp.upper,
+            prob.loss_unjitted, starts, sp.lower, sp.upper,
             learning_rate=self.learning_rate, decay_steps=self.decay_steps,
             decay_rate=self.decay_rate, weight_decay=self.weight_decay,
             max_steps=self.max_steps, patience=self.patience, tol=self.tol,

@@ -189,6 +189,22 @@ class CalibrationSpace:
         """Named values of a flat vector."""
         return {n: float(v) for n, v in zip(self.names, np.asarray(x))}
 
+    def start_points(
+        self, first: np.ndarray, n: int, rng: np.random.Generator | None
+    ) -> np.ndarray:
+        """``n`` start points strictly inside the bounds, shape (n, size).
+
+        The first is ``first`` clipped 1e-6 of the range inside the bounds (a sigmoid
+        reparameterization needs interior points); the other ``n - 1`` are drawn uniformly in
+        the same interior from ``rng`` (not touched when ``n == 1``).
+        """
+        margin = 1e-6 * (self.upper - self.lower)
+        lo, hi = self.lower + margin, self.upper - margin
+        starts = [np.clip(np.asarray(first, dtype=float), lo, hi)]
+        if n > 1:
+            starts += list(lo + rng.uniform(size=(n - 1, self.size)) * (hi - lo))
+        return np.stack(starts)
+
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` start points drawn uniformly inside the bounds, shape (n, size)."""
         return rng.uniform(self.lower, self.upper, (n, self.size))

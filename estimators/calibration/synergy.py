@@ -405,14 +405,10 @@ class SynergyHybridCalibrator(Calibrator):
 
         lo = np.concatenate([sp.lower, np.full(n_h + n_w, _SYN_BOX[0])])
         hi = np.concatenate([sp.upper, np.full(n_h + n_w, _SYN_BOX[1])])
-        margin = 1e-6 * (sp.upper - sp.lower)
         first = sp.x0 if x0 is None else np.asarray(x0, dtype=float)
         if first.shape != (sp.size,):
             raise InvalidParameterError(f"x0 must have shape ({sp.size},); got {first.shape}")
-        starts_p = [np.clip(first, sp.lower + margin, sp.upper - margin)]
-        if self.restarts > 1:
-            starts_p += list(sp.lower + margin + rng.uniform(size=(self.restarts - 1, sp.size))
-                             * (sp.upper - sp.lower - 2 * margin))
+        starts_p = sp.start_points(first, self.restarts, rng)
         syn0 = np.concatenate([H0.ravel(), W0.ravel()])
         starts = np.stack([np.concatenate([p, syn0]) for p in starts_p])
         t0 = time.perf_counter()
