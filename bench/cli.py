@@ -28,6 +28,7 @@ from bench.errors import (
     RegistryError,
     ScenarioError,
 )
+from bench.jaxcache import enable_compilation_cache
 from bench.params import describe
 
 __all__ = ["build_parser", "main"]
@@ -358,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``impbench`` console script; returns the exit status."""
+    enable_compilation_cache()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

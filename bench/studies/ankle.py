@@ -61,6 +61,7 @@ from bench.pipelines import with_reference_stiffness
 from bench.studies.ankle_config import AnkleStudyConfig, load_study_config
 from bench.studies.spm import paired_ttest_1d
 from bench.types import MuscleData
+from estimators.calibration._problem import WeightedModelLoss
 from estimators.calibration.gradient import adamw_minimize
 from estimators.calibration.objectives import CalibrationSpace, Objective
 from plants.muscle import MTUParams
@@ -77,6 +78,7 @@ __all__ = [
     "run_study",
     "simulate_subject",
     "true_vector",
+    "weighted_loss",
 ]
 
 #: The generic ankle parameters (captured before :func:`_subject_parameters` swaps them).
@@ -222,35 +224,43 @@ def true_vector(subject: Subject, space: CalibrationSpace) -> np.ndarray:
 # --------------------------------------------------------------------------- calibration
 
 
+def weighted_loss(
+    model: MuscleModel, space: CalibrationSpace, penalty: str = "smooth",
+) -> WeightedModelLoss:
+    """000:Eq.8 with the weights and the data as arguments: ``loss(x, w, data)``.
+
+    ``w[0] J_tau + w[1] J_K + P`` with P the penalty alone (001:Eq.4 for ``"smooth"``; plus
+    000:Eq.9 for ``"both"``); ``data`` from ``loss.prepare(muscle_data)``. The function is
+    hashable by the identity of ``model`` and ``space``, so the AdamW step compiled for the
+    first subject is reused for every other one (same shapes).
+    """
+    return WeightedModelLoss(model, space, Objective(1.0, 1.0, penalty=penalty))
+
+
 def make_weighted_loss(
     model: MuscleModel, data: MuscleData, space: CalibrationSpace, penalty: str = "smooth",
 ) -> Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]:
-    """000:Eq.8 with the weights as an argument: ``loss(x, w) = w[0] J_tau + w[1] J_K + P``.
+    """:func:`weighted_loss` bound to ``data``: ``loss(x, w) = w[0] J_tau + w[1] J_K + P``.
 
-    ``J_tau`` and ``J_K`` are :class:`Objective` with (alpha, beta) = (1, 0) and (0, 1), P its
-    penalty alone (001:Eq.4 for ``"smooth"``; plus 000:Eq.9 for ``"both"``); the objective is
-    linear in alpha and beta, so this equals ``Objective(alpha, beta, penalty)``.
+    The objective is linear in alpha and beta, so this equals ``Objective(alpha, beta,
+    penalty)``.
     """
-    if data.stiffness is None:
-        raise DataError("the study's calibration data need a reference stiffness")
-    tq = np.asarray(data.torque, dtype=float)
-    kk = np.asarray(data.stiffness, dtype=float)
-    for name, arr in (("torque", tq), ("stiffness", kk)):
-        if not np.all(np.isfinite(arr)):
-            raise DataError(f"calibration reference {name} contains NaN/inf")
-    o_t = Objective(1.0, 0.0, penalty="none")
-    o_k = Objective(0.0, 1.0, penalty="none")
-    o_p = Objective(0.0, 0.0, penalty=penalty)
-    vt, vk = Objective(1.0, 1.0).reference_variances(tq, kk)
-    inputs = model.inputs(data)
-    tj, kj, vtj, vkj = (jnp.asarray(a) for a in (tq, kk, vt, vk))
+    fn = weighted_loss(model, space, penalty)
+    d = _prepare(fn, data)
 
     def loss(x, w):
-        out = model.simulate(space.unpack(x), inputs)
-        return (w[0] * o_t(out, tj, kj, vtj, vkj) + w[1] * o_k(out, tj, kj, vtj, vkj)  # 000:Eq.8
-                + o_p(out, tj, kj, vtj, vkj))
+        return fn(x, w, d)
 
     return loss
+
+
+def _prepare(fn: WeightedModelLoss, data: MuscleData) -> dict:
+    if data.stiffness is None:
+        raise DataError("the study's calibration data need a reference stiffness")
+    for name in ("torque", "stiffness"):
+        if not np.all(np.isfinite(np.asarray(getattr(data, name), dtype=float))):
+            raise DataError(f"calibration reference {name} contains NaN/inf")
+    return fn.prepare(data)
 
 
 @dataclasses.dataclass
@@ -303,7 +313,8 @@ def calibrate_batch(
     uniformly inside the bounds (the same start points for every combination).
     ``adamw`` are keyword arguments of :func:`adamw_minimize`.
     """
-    loss = make_weighted_loss(model, data, space, penalty)
+    fn = weighted_loss(model, space, penalty)
+    d = _prepare(fn, data)
     C = len(combos)
     margin = 1e-6 * (space.upper - space.lower)
     lo, hi = space.lower + margin, space.upper - margin
@@ -313,7 +324,7 @@ def calibrate_batch(
     x0 = np.stack(starts)
     X0 = np.tile(x0, (C, 1))  # row c * R + r
     W = np.repeat(np.asarray(combos, dtype=float), repetitions, axis=0)
-    res = adamw_minimize(loss, X0, space.lower, space.upper, batch_args=W, **adamw)
+    res = adamw_minimize(fn, X0, space.lower, space.upper, batch_args=W, data=d, **adamw)
     R = repetitions
     return BatchCalibration(
         combos=np.asarray(combos, dtype=float),

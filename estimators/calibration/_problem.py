@@ -1,12 +1,21 @@
-"""Shared glue of the calibrators: model + data + objective -> a jitted loss of a flat vector.
+"""Shared glue of the calibrators: model + data + objective -> a loss of a flat vector.
 
 The model protocol is described in :mod:`estimators.calibration.objectives`; additionally
 ``model.inputs(data) -> pytree`` prepares the arrays ``simulate`` needs from a
 :class:`~bench.types.MuscleData` (excitations, MTU lengths, moment arms ...).
+
+The loss is split into a *function* and its *data* so that compiled code is reused: a
+:class:`ModelLoss` holds only the model, the parameter space and the objective (it hashes by
+the identity of the first two and the value of the third) and takes the arrays of one problem
+(:meth:`ModelLoss.prepare`) as an argument. :func:`estimators.calibration.gradient.
+adamw_minimize` jits its optimizer step with the loss function as a static argument, so every
+calibration with the same model, space and array shapes (another subject, another weight
+sweep, another call of a calibrator) runs the executable compiled the first time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +27,121 @@ from bench.errors import DataError
 from bench.types import CalibrationResult, MuscleData
 from estimators.calibration.objectives import CalibrationSpace, Objective
 
-__all__ = ["Problem", "make_problem", "predict", "result_from"]
+__all__ = ["ModelLoss", "Problem", "WeightedModelLoss", "make_problem", "predict",
+           "result_from"]
+
+
+class ModelLoss:
+    """000:Eq.8 of a model over a calibrated-parameter vector: ``loss(x, data) -> scalar``.
+
+    Parameters
+    ----------
+    model : object
+        Forward model (protocol of :mod:`estimators.calibration.objectives`).
+    space : CalibrationSpace
+    objective : Objective
+
+    Notes
+    -----
+    Equality and hashing use the identity of ``model`` and ``space`` and the value of
+    ``objective``: two instances built from the same objects are interchangeable as a
+    static argument of ``jax.jit``.
+    """
+
+    def __init__(self, model: Any, space: CalibrationSpace, objective: Objective) -> None:
+        self.model = model
+        self.space = space
+        self.objective = objective
+
+    def _key(self) -> tuple:
+        return (type(self), id(self.model), id(self.space), self.objective)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ModelLoss) and other._key() == self._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def prepare(self, data: MuscleData, *, need_stiffness: bool = False) -> dict[str, Any]:
+        """Validated arrays of one problem: model inputs, references and their variances.
+
+        Parameters
+        ----------
+        data : MuscleData
+            ``torque`` (S, T, D) Nm; ``stiffness`` (S, T, D) Nm/rad when the objective's
+            beta > 0 or ``need_stiffness``.
+
+        Returns
+        -------
+        dict
+            ``inputs`` (``model.inputs(data)``), ``torque``, ``stiffness`` (or None),
+            ``var_torque``, ``var_stiffness`` (S, 1, D) (or None), all JAX arrays.
+
+        Raises
+        ------
+        DataError
+            Not MuscleData, a torque of the wrong rank, NaN/inf or constant references.
+        """
+        if not isinstance(data, MuscleData):
+            raise DataError(f"calibration data must be MuscleData; got {type(data).__name__}")
+        torque = np.asarray(data.torque, dtype=float)
+        if torque.ndim != 3:
+            raise DataError(f"MuscleData.torque must have shape (S, T, D); got {torque.shape}")
+        if not np.all(np.isfinite(torque)):
+            raise DataError("reference torque contains NaN/inf")
+        stiffness = None if data.stiffness is None else np.asarray(data.stiffness, dtype=float)
+        if need_stiffness and stiffness is None:
+            raise DataError("this calibration needs a reference stiffness (MuscleData.stiffness)")
+        if stiffness is not None and not np.all(np.isfinite(stiffness)):
+            raise DataError("reference stiffness contains NaN/inf")
+        obj = dataclasses.replace(self.objective, beta=1.0) if need_stiffness else self.objective
+        vt, vk = obj.reference_variances(torque, stiffness)
+        as_j = lambda a: None if a is None else jnp.asarray(a)  # noqa: E731
+        return {"inputs": self.model.inputs(data), "torque": as_j(torque),
+                "stiffness": as_j(stiffness), "var_torque": as_j(vt), "var_stiffness": as_j(vk)}
+
+    def outputs(self, x: jnp.ndarray, data: dict) -> dict:
+        """Model outputs at ``x`` (JAX-traceable)."""
+        return self.model.simulate(self.space.unpack(x), data["inputs"])
+
+    def __call__(self, x: jnp.ndarray, data: dict) -> jnp.ndarray:
+        """000:Eq.8 (with the objective's penalty) at ``x``; JAX-traceable."""
+        out = self.outputs(x, data)
+        return self.objective(out, data["torque"], data["stiffness"], data["var_torque"],
+                              data["var_stiffness"])
+
+
+class WeightedModelLoss(ModelLoss):
+    """000:Eq.8 with the weights as an argument: ``loss(x, w, data)``.
+
+    ``w = (alpha, beta)``; the value is ``alpha J_tau + beta J_K + P`` with ``J_tau``, ``J_K``
+    the normalized torque and stiffness errors and ``P`` the objective's penalty. The
+    objective is linear in alpha and beta, so this equals ``Objective(alpha, beta, ...)``;
+    with the weights an argument, a whole (alpha, beta) sweep is one vmapped computation.
+    The ``alpha``/``beta`` of ``objective`` itself are ignored.
+    """
+
+    def prepare(self, data: MuscleData, *, need_stiffness: bool = True) -> dict[str, Any]:
+        """As :meth:`ModelLoss.prepare`; a reference stiffness is required by default."""
+        return super().prepare(data, need_stiffness=need_stiffness)
+
+    def __call__(self, x: jnp.ndarray, w: jnp.ndarray, data: dict) -> jnp.ndarray:  # type: ignore[override]
+        out = self.outputs(x, data)
+        ref = (data["torque"], data["stiffness"], data["var_torque"], data["var_stiffness"])
+        o = self.objective
+        j_t = dataclasses.replace(o, alpha=1.0, beta=0.0, penalty="none")(out, *ref)
+        j_k = dataclasses.replace(o, alpha=0.0, beta=1.0, penalty="none")(out, *ref)
+        pen = dataclasses.replace(o, alpha=0.0, beta=0.0)(out, *ref)
+        return w[0] * j_t + w[1] * j_k + pen  # 000:Eq.8
 
 
 @dataclass(frozen=True)
 class Problem:
-    """A calibration problem ready for an optimizer."""
+    """A calibration problem ready for an optimizer.
+
+    ``loss(x)`` is jitted; ``loss_fn(x, data)`` with ``data`` is the same loss in the
+    reusable form (:class:`ModelLoss`).
+    """
 
     space: CalibrationSpace
     loss: Any  # jitted x -> scalar
@@ -31,6 +149,8 @@ class Problem:
     inputs: Any
     torque: np.ndarray
     stiffness: np.ndarray | None
+    loss_fn: ModelLoss
+    data: dict
 
 
 def make_problem(
@@ -40,33 +160,20 @@ def make_problem(
     space: CalibrationSpace | None = None,
 ) -> Problem:
     """Build the loss of 000:Eq.8 over the calibrated-parameter vector."""
-    if not isinstance(data, MuscleData):
-        raise DataError(f"calibration data must be MuscleData; got {type(data).__name__}")
-    torque = np.asarray(data.torque, dtype=float)
-    if torque.ndim != 3:
-        raise DataError(f"MuscleData.torque must have shape (S, T, D); got {torque.shape}")
-    if not np.all(np.isfinite(torque)):
-        raise DataError("reference torque contains NaN/inf")
-    stiffness = None if data.stiffness is None else np.asarray(data.stiffness, dtype=float)
-    if stiffness is not None and not np.all(np.isfinite(stiffness)):
-        raise DataError("reference stiffness contains NaN/inf")
     if space is None:
         space = CalibrationSpace.build(
             model.base_params, list(model.muscles),
             strength_groups=getattr(model, "strength_groups", None),
         )
-    vt, vk = objective.reference_variances(torque, stiffness)
-    inputs = model.inputs(data)
-    tj = jnp.asarray(torque)
-    kj = None if stiffness is None else jnp.asarray(stiffness)
-    vtj = jnp.asarray(vt)
-    vkj = None if vk is None else jnp.asarray(vk)
+    fn = ModelLoss(model, space, objective)
+    d = fn.prepare(data)
 
     def loss(x):
-        out = model.simulate(space.unpack(x), inputs)
-        return objective(out, tj, kj, vtj, vkj)
+        return fn(x, d)
 
-    return Problem(space, jax.jit(loss), loss, inputs, torque, stiffness)
+    stiff = None if d["stiffness"] is None else np.asarray(d["stiffness"])
+    return Problem(space, jax.jit(loss), loss, d["inputs"], np.asarray(d["torque"]), stiff,
+                   fn, d)
 
 
 def predict(model: Any, space: CalibrationSpace, x: np.ndarray, data: MuscleData) -> dict:

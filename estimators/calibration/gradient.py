@@ -12,10 +12,19 @@ relative ``tol`` for ``patience`` steps, its parameters are frozen (001: "haltin
 loss function ceased improving for a predefined number of iterations"); "improving" means by
 more than ``tol`` relative to the best loss, floored at 1e-3 of the starting loss.
 
+Compilation is paid once per process and problem shape: the step is a module-level jitted
+function whose *loss function* is a static argument and whose data, bounds, batch arguments
+and optimizer settings are array arguments. Pass a stable loss object (a
+:class:`~estimators.calibration._problem.ModelLoss`) and the problem's arrays as ``data``
+and every later calibration with the same shapes (another subject, trial or weight sweep)
+skips tracing and XLA compilation (on the ankle problem: about 3.7 s once, then 0.05 s per
+200 steps; ``python -m benchmarks.calibration``).
+
 Choices (001's Table SII with its exact settings is not in our sources, so ours are stated):
 learning rate 0.05 in z-space decaying by 0.5 every 500 steps, weight decay 1e-4 (optax's
 default; it acts on z, i.e. a weak pull toward the middle of each bound interval), at most
-3000 steps, patience 100 steps, tol 1e-6.
+3000 steps, patience 100 steps, tol 1e-6. ``benchmarks/calibration.py`` uses 0.1 halving once
+over a fixed step budget.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -88,8 +99,77 @@ class AdamWResult:
     info: dict = field(default_factory=dict)
 
 
+def _optimizer(hyper: jnp.ndarray) -> optax.GradientTransformation:
+    """AdamW with ``lr(t) = lr0 rate^(t / steps)`` from ``hyper = (lr0, steps, rate, wd)``.
+
+    The hyper-parameters are (traced) array values, not Python constants, so changing them
+    does not recompile the step.
+    """
+    lr0, steps, rate, wd = hyper[0], hyper[1], hyper[2], hyper[3]
+
+    def schedule(count):  # optax.exponential_decay without staircase, traceable settings
+        return lr0 * rate ** (count / steps)
+
+    return optax.adamw(schedule, weight_decay=wd)
+
+
+@jax.jit
+def _init_state(z: jnp.ndarray, hyper: jnp.ndarray) -> Any:
+    return jax.vmap(_optimizer(hyper).init)(z)
+
+
+@partial(jax.jit, static_argnames=("loss", "mode", "chunk"))
+def _run_chunk(z, state, active, bargs, data, lb, ub, hyper, *, loss, mode, chunk):
+    """``chunk`` AdamW steps of every restart (vmapped), inside one ``lax.scan``.
+
+    Module level and jitted with the loss *function* static and its data, bounds, batch
+    arguments and optimizer settings dynamic: a second minimization with the same loss
+    function and array shapes reuses the compiled executable (no re-tracing, no XLA compile).
+    """
+    opt = _optimizer(hyper)
+
+    def zloss(z, b):
+        x = to_bounded(z, lb, ub)
+        if mode == "x":
+            return loss(x)
+        if mode == "xb":
+            return loss(x, b)
+        if mode == "xd":
+            return loss(x, data)
+        return loss(x, b, data)
+
+    vg = jax.vmap(jax.value_and_grad(zloss))
+    vupdate = jax.vmap(opt.update)
+    mask = active[:, None]
+    # Only optimizer steps run inside the scan; the plateau and best-point bookkeeping runs
+    # on the host per chunk from the returned history. Loss-dependent bookkeeping inside the
+    # scan made each step ~20x slower on CPU (measured: 7 ms vs 0.3 ms per step of the ankle
+    # problem), apparently by blocking XLA's fusion of the loss.
+
+    def step(c, _):
+        z, state = c
+        f, g = vg(z, bargs)
+        g = jnp.where(jnp.isfinite(g), g, 0.0)
+        upd, new_state = vupdate(g, state, z)
+        z_new = jnp.where(mask, optax.apply_updates(z, upd), z)
+        # every state leaf carries the restart axis first (vmapped init)
+        new_state = jax.tree_util.tree_map(
+            lambda a, b: jnp.where(active.reshape((-1,) + (1,) * (a.ndim - 1)), a, b),
+            new_state,
+            state,
+        )
+        return (z_new, new_state), (f, z)
+
+    return jax.lax.scan(step, (z, state), None, length=chunk)
+
+
+def compiled_steps() -> int:
+    """Number of AdamW step executables compiled so far in this process (cache size)."""
+    return int(_run_chunk._cache_size())
+
+
 def adamw_minimize(
-    loss: Callable[[jnp.ndarray], jnp.ndarray],
+    loss: Callable[..., jnp.ndarray],
     x0: np.ndarray,
     lower: np.ndarray,
     upper: np.ndarray,
@@ -103,25 +183,33 @@ def adamw_minimize(
     tol: float = 1e-6,
     chunk: int = 50,
     batch_args: jnp.ndarray | None = None,
+    data: Any = None,
 ) -> AdamWResult:
     """Minimize a differentiable JAX ``loss`` from several starts at once.
 
     Parameters
     ----------
     loss : callable
-        ``loss(x: jnp.ndarray (n,)) -> scalar``, traceable by JAX (physical units).
+        Traceable by JAX, in physical units: ``loss(x)``; ``loss(x, b)`` with
+        ``batch_args``; ``loss(x, data)`` with ``data``; ``loss(x, b, data)`` with both.
+        ``x`` is a vector of shape (n,). ``loss`` is a static argument of the jitted step:
+        pass the *same* function object (e.g. a :class:`~estimators.calibration._problem.
+        ModelLoss`) and the data as ``data`` to reuse the compiled step across calls.
     x0 : ndarray, shape (n,) or (n_restarts, n)
         Start point(s), strictly inside the bounds.
     lower, upper : ndarray, shape (n,)
     learning_rate, decay_steps, decay_rate, weight_decay, max_steps, patience, tol, chunk
         See the module docstring; ``chunk`` steps run per jitted ``lax.scan`` call.
     batch_args : array, shape (n_restarts, ...), optional
-        Per-restart extra argument: the loss is then called as ``loss(x, batch_args[i])``
-        (e.g. objective weights, so that a whole weight sweep is one vmapped computation).
+        Per-restart extra argument (e.g. objective weights, so that a whole weight sweep is
+        one vmapped computation).
+    data : pytree of arrays, optional
+        Arguments shared by every restart (the problem's arrays).
 
     Returns
     -------
     AdamWResult
+        ``info["compiled"]`` says whether this call compiled a new step executable.
     """
     lb = np.asarray(lower, dtype=float)
     ub = np.asarray(upper, dtype=float)
@@ -132,54 +220,24 @@ def adamw_minimize(
         raise DataError("every lower bound must be below its upper bound")
     if np.any(X0 <= lb) or np.any(X0 >= ub):
         raise DataError("start points must lie strictly inside the bounds")
-    sched = optax.exponential_decay(learning_rate, decay_steps, decay_rate)
-    opt = optax.adamw(sched, weight_decay=weight_decay)
+    hyper = jnp.asarray([learning_rate, decay_steps, decay_rate, weight_decay], dtype=float)
     lbj, ubj = jnp.asarray(lb), jnp.asarray(ub)
 
     nr = X0.shape[0]
     if batch_args is None:
         bargs = jnp.zeros((nr,))
-
-        def zloss(z, _):
-            return loss(to_bounded(z, lbj, ubj))
     else:
         bargs = jnp.asarray(batch_args)
         if bargs.shape[0] != nr:
             raise DataError(f"batch_args has {bargs.shape[0]} rows for {nr} start points")
-
-        def zloss(z, b):
-            return loss(to_bounded(z, lbj, ubj), b)
-
-    vg = jax.vmap(jax.value_and_grad(zloss))
-    vupdate = jax.vmap(opt.update)
-
-    @jax.jit
-    def run_chunk(z, state, active):
-        # Only optimizer steps run inside the scan; the plateau and best-point bookkeeping
-        # runs on the host per chunk from the returned history. Loss-dependent bookkeeping
-        # inside the scan made each step ~20x slower on CPU (measured: 7 ms vs 0.3 ms per
-        # step of the ankle problem), apparently by blocking XLA's fusion of the loss.
-        mask = active[:, None]
-
-        def step(c, _):
-            z, state = c
-            f, g = vg(z, bargs)
-            g = jnp.where(jnp.isfinite(g), g, 0.0)
-            upd, new_state = vupdate(g, state, z)
-            z_new = jnp.where(mask, optax.apply_updates(z, upd), z)
-            # every state leaf carries the restart axis first (vmapped init)
-            new_state = jax.tree_util.tree_map(
-                lambda a, b: jnp.where(active.reshape((-1,) + (1,) * (a.ndim - 1)), a, b),
-                new_state,
-                state,
-            )
-            return (z_new, new_state), (f, z)
-
-        return jax.lax.scan(step, (z, state), None, length=chunk)
+    mode = ("x" if batch_args is None else "xb") if data is None else (
+        "xd" if batch_args is None else "xbd")
+    kw = {"loss": loss, "mode": mode, "chunk": int(chunk)}
 
     t0 = time.perf_counter()
+    cache_before = compiled_steps()
     z = jnp.asarray(to_unbounded(X0, lb, ub))
-    state = jax.vmap(opt.init)(z)
+    state = _init_state(z, hyper)
     best_f = np.full(nr, np.inf)
     best_z = np.asarray(z).copy()
     since = np.zeros(nr, dtype=int)
@@ -189,7 +247,8 @@ def adamw_minimize(
     hist = []
     done = 0
     while done < max_steps and active.any():
-        (z, state), (fs, zs) = run_chunk(z, state, jnp.asarray(active))
+        (z, state), (fs, zs) = _run_chunk(z, state, jnp.asarray(active), bargs, data, lbj, ubj,
+                                          hyper, **kw)
         fs = np.asarray(fs)
         fs = np.where(np.isfinite(fs), fs, np.inf)
         zs = np.asarray(zs)
@@ -210,9 +269,9 @@ def adamw_minimize(
             best_f = np.where(better, f, best_f)
             since = np.where(improved, 0, np.where(live, since + 1, since))
             steps += live
-            active = live & (since < patience)
+            active = live & (since < patience) & (steps < max_steps)
         done += chunk
-    history = np.concatenate(hist, axis=0)
+    history = np.concatenate(hist, axis=0)[: int(steps.max())]
     best_x = np.asarray(to_bounded(jnp.asarray(best_z), lbj, ubj))
     return AdamWResult(
         x=best_x,
@@ -228,6 +287,7 @@ def adamw_minimize(
             "decay_rate": decay_rate,
             "weight_decay": weight_decay,
             "patience": patience,
+            "compiled": compiled_steps() > cache_before,
         },
     )
 
@@ -285,7 +345,7 @@ class GradientCalibrator(Calibrator):
         first = sp.x0 if x0 is None else np.asarray(x0, dtype=float)
         starts = sp.start_points(first, self.restarts, np.random.default_rng(self.seed))
         res = adamw_minimize(
-            prob.loss_unjitted, starts, sp.lower, sp.upper,
+            prob.loss_fn, starts, sp.lower, sp.upper, data=prob.data,
             learning_rate=self.learning_rate, decay_steps=self.decay_steps,
             decay_rate=self.decay_rate, weight_decay=self.weight_decay,
             max_steps=self.max_steps, patience=self.patience, tol=self.tol,

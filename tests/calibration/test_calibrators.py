@@ -113,3 +113,30 @@ def test_calibrator_errors():
                      moment_arm=data.moment_arm)
     with pytest.raises(DataError, match="NaN"):
         AnnealingCalibrator().calibrate(ToyModel(BASE), bad, Objective())
+
+
+def test_adamw_step_compiled_once_for_same_loss_function_and_shapes():
+    """A second problem with the same ModelLoss and array shapes reuses the compiled step
+    and gives the same answer as a fresh closure over its data."""
+    from estimators.calibration._problem import ModelLoss
+    from estimators.calibration.gradient import adamw_minimize
+
+    model = ToyModel(BASE)
+    space = CalibrationSpace.build(BASE, list(ToyModel.muscles))
+    fn = ModelLoss(model, space, Objective(alpha=1.0, beta=0.0, penalty="smooth"))
+    assert fn == ModelLoss(model, space, Objective(alpha=1.0, beta=0.0, penalty="smooth"))
+    assert fn != ModelLoss(model, space, Objective(alpha=0.5, beta=0.0, penalty="smooth"))
+    x0 = space.start_points(space.x0, 2, np.random.default_rng(0))
+    opts = {"max_steps": 100, "patience": 1000}
+    first = adamw_minimize(fn, x0, space.lower, space.upper, data=fn.prepare(_data(0)), **opts)
+    d1 = fn.prepare(_data(1))
+    again = adamw_minimize(fn, x0, space.lower, space.upper, data=d1, **opts)
+    assert first.info["compiled"] and not again.info["compiled"]
+
+    def closure(x):
+        return fn(x, d1)
+
+    fresh = adamw_minimize(closure, x0, space.lower, space.upper, **opts)
+    assert fresh.info["compiled"]
+    np.testing.assert_allclose(again.x, fresh.x, rtol=1e-9)
+    np.testing.assert_allclose(again.fun, fresh.fun, rtol=1e-9)
