@@ -18,9 +18,19 @@ Defaults follow CEINMS's test configuration as reported to us (issue 8 notes): T
 r_T = 0.3, N_S = 15, N_T = 5, eps = 1e-3, N_eps = 4, at most 200 000 evaluations, initial
 step (ub - lb) / 2.
 
-The objective is any callable ``f(x) -> float``; the calibrators pass the same jitted JAX
-forward model that the gradient calibrator differentiates, so a speed comparison between
-the two measures the optimizer, not the model code.
+The objective is any callable ``f(x) -> float`` (or ``f(x, data)``); the calibrators pass
+the same JAX forward model that the gradient calibrator differentiates, so a speed comparison
+between the two measures the optimizer, not the model code.
+
+Implementation: one temperature stage (N_T x N_S x n trials) is a single compiled XLA loop
+(``lax.fori_loop``) when ``f`` is JAX-traceable, so an evaluation costs the model's compute
+and no Python dispatch (as in CEINMS's C++); other callables run inside the same loop through
+``jax.pure_callback``. The host only checks the termination criterion between stages. The
+uniform draws of a stage (trial offset, redraw inside the bounds, Metropolis test) are taken
+from ``rng`` beforehand, three per trial whether used or not, so a run is reproducible from
+its seed. The compiled stage is cached per objective function and shapes (pass a stable
+function, e.g. a :class:`~estimators.calibration._problem.ModelLoss`, and its arrays as
+``data`` to reuse it across calls).
 """
 
 from __future__ import annotations
@@ -29,7 +39,11 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from bench.base import Calibrator
@@ -72,8 +86,61 @@ class AnnealResult:
     info: dict = field(default_factory=dict)
 
 
+@partial(jax.jit, static_argnames=("f", "with_data", "N_S", "N_T"))
+def _stage(x, fcur, xbest, fbest, v, T, lb, ub, U, budget, data, c, *, f, with_data, N_S,
+           N_T):
+    """One temperature stage: N_T rounds of N_S sweeps over the n coordinates, each round
+    followed by Corana's step adaptation; trials beyond ``budget`` evaluations are no-ops.
+
+    ``U`` (3, N_T, N_S, n): uniform(-1, 1) offsets, uniform(0, 1) redraws, uniform(0, 1)
+    Metropolis draws. Returns the updated (x, fcur, xbest, fbest, v) and the number of
+    evaluations made.
+    """
+    n = x.shape[0]
+    span = ub - lb
+
+    def value(p):
+        y = f(p, data) if with_data else f(p)
+        return jnp.where(jnp.isfinite(y), y, jnp.inf)
+
+    def trial(i, carry):
+        x, fcur, xbest, fbest, v, acc, nev, t = carry
+        s, h = i // n, i % n
+        live = nev < budget
+        step = x[h] + v[h] * U[0, t, s, h]
+        out = (step < lb[h]) | (step > ub[h])
+        xh = jnp.where(out, lb[h] + span[h] * U[1, t, s, h], step)
+        xt = x.at[h].set(xh)
+        ft = value(xt)
+        accept = live & ((ft <= fcur) | (U[2, t, s, h] < jnp.exp(-(ft - fcur) / T)))
+        better = accept & (ft < fbest)
+        return (jnp.where(accept, xt, x), jnp.where(accept, ft, fcur),
+                jnp.where(better, xt, xbest), jnp.where(better, ft, fbest), v,
+                acc.at[h].add(accept), nev + live, t)
+
+    def round_(t, carry):
+        x, fcur, xbest, fbest, v, nev = carry
+        acc = jnp.zeros(n)
+        x, fcur, xbest, fbest, v, acc, nev, _ = jax.lax.fori_loop(
+            0, N_S * n, trial, (x, fcur, xbest, fbest, v, acc, nev, t))
+        ratio = acc / N_S
+        v = jnp.where(ratio > 0.6, v * (1.0 + c * (ratio - 0.6) / 0.4), v)
+        v = jnp.where(ratio < 0.4, v / (1.0 + c * (0.4 - ratio) / 0.4), v)
+        return x, fcur, xbest, fbest, jnp.minimum(v, span), nev
+
+    return jax.lax.fori_loop(0, N_T, round_, (x, fcur, xbest, fbest, v, jnp.asarray(0)))
+
+
+def _traceable(f: Callable, x: np.ndarray, data: Any) -> bool:
+    try:
+        out = jax.eval_shape(f, x) if data is None else jax.eval_shape(f, x, data)
+    except Exception:  # not JAX-traceable (numpy calls, float(), ...)
+        return False
+    return getattr(out, "shape", None) == ()
+
+
 def anneal(
-    f: Callable[[np.ndarray], float],
+    f: Callable[..., float],
     x0: np.ndarray,
     lower: np.ndarray,
     upper: np.ndarray,
@@ -87,23 +154,29 @@ def anneal(
     N_eps: int = 4,
     c: float = 2.0,
     max_evaluations: int = 200_000,
+    data: Any = None,
 ) -> AnnealResult:
     """Minimize ``f`` inside box bounds by Corana/Goffe simulated annealing.
 
     Parameters
     ----------
     f : callable
-        Objective, ``f(x: ndarray (n,)) -> float``. Non-finite values count as +inf.
+        Objective, ``f(x: array (n,)) -> scalar`` (``f(x, data)`` with ``data``). A
+        JAX-traceable ``f`` runs compiled; any other callable is called back from the
+        compiled loop. Non-finite values count as +inf.
     x0, lower, upper : ndarray, shape (n,)
         Start point and bounds (lower < upper, x0 inside).
     rng : numpy.random.Generator
         Source of every random draw.
     T0, r_T, N_S, N_T, eps, N_eps, c, max_evaluations
         See the module docstring.
+    data : pytree of arrays, optional
+        Second argument of ``f``.
 
     Returns
     -------
     AnnealResult
+        ``info["compiled"]``: whether ``f`` ran as compiled JAX (False: Python callback).
     """
     x = np.asarray(x0, dtype=float).copy()
     lb = np.asarray(lower, dtype=float)
@@ -117,48 +190,40 @@ def anneal(
     if not (0 < r_T < 1) or T0 <= 0 or N_S < 1 or N_T < 1 or N_eps < 1:
         raise DataError("need T0 > 0, 0 < r_T < 1, N_S, N_T, N_eps >= 1")
 
-    def fx(p: np.ndarray) -> float:
-        v = float(f(p))
-        return v if np.isfinite(v) else np.inf
-
     t_start = time.perf_counter()
+    fast = _traceable(f, x, data)
+    if fast:
+        fn, with_data = f, data is not None
+    else:
+        user = f
+        def host(p, *d):
+            v = float(user(np.asarray(p), *d))
+            return np.float64(v if np.isfinite(v) else np.inf)
+        def fn(p, *d):
+            return jax.pure_callback(host, jax.ShapeDtypeStruct((), p.dtype), p, *d)
+        with_data = data is not None
     n = x.size
     v = (ub - lb) / 2.0
-    fcur = fx(x)
+    f0 = float(fn(jnp.asarray(x), data) if with_data else fn(jnp.asarray(x)))
+    fcur = f0 if np.isfinite(f0) else np.inf
     nevals = 1
     xbest, fbest = x.copy(), fcur
     T = T0
     f_star = [np.inf] * N_eps
     history = []
     converged = False
+    lbj, ubj = jnp.asarray(lb), jnp.asarray(ub)
+    kw = {"f": fn, "with_data": with_data, "N_S": int(N_S), "N_T": int(N_T)}
     while nevals < max_evaluations:
-        for _ in range(N_T):
-            accepted = np.zeros(n)
-            for _ in range(N_S):
-                for h in range(n):
-                    xt = x.copy()
-                    xt[h] = x[h] + v[h] * rng.uniform(-1.0, 1.0)
-                    if xt[h] < lb[h] or xt[h] > ub[h]:
-                        xt[h] = lb[h] + (ub[h] - lb[h]) * rng.uniform()
-                    ft = fx(xt)
-                    nevals += 1
-                    if ft <= fcur or rng.uniform() < np.exp(-(ft - fcur) / T):
-                        x, fcur = xt, ft
-                        accepted[h] += 1
-                        if ft < fbest:
-                            xbest, fbest = xt.copy(), ft
-                    if nevals >= max_evaluations:
-                        break
-                if nevals >= max_evaluations:
-                    break
-            ratio = accepted / N_S
-            grow = ratio > 0.6
-            shrink = ratio < 0.4
-            v[grow] *= 1.0 + c * (ratio[grow] - 0.6) / 0.4
-            v[shrink] /= 1.0 + c * (0.4 - ratio[shrink]) / 0.4
-            v = np.minimum(v, ub - lb)
-            if nevals >= max_evaluations:
-                break
+        U = np.stack([rng.uniform(-1.0, 1.0, (N_T, N_S, n)), rng.uniform(size=(N_T, N_S, n)),
+                      rng.uniform(size=(N_T, N_S, n))])
+        xj, fj, xbj, fbj, vj, nev = _stage(
+            jnp.asarray(x), jnp.asarray(fcur), jnp.asarray(xbest), jnp.asarray(fbest),
+            jnp.asarray(v), jnp.asarray(T, dtype=float), lbj, ubj, jnp.asarray(U),
+            jnp.asarray(max_evaluations - nevals), data, jnp.asarray(c, dtype=float), **kw)
+        x, fcur = np.asarray(xj), float(fj)
+        xbest, fbest, v = np.asarray(xbj), float(fbj), np.asarray(vj)
+        nevals += int(nev)
         history.append(fbest)
         f_star = [fcur, *f_star[:-1]]
         if all(abs(fcur - fs) <= eps for fs in f_star) and fcur - fbest <= eps:
@@ -181,7 +246,7 @@ def anneal(
         history=np.asarray(history),
         converged=converged,
         wall_time=time.perf_counter() - t_start,
-        info={"final_step": v.copy(), "final_temperature": T},
+        info={"final_step": v.copy(), "final_temperature": T, "compiled": fast},
     )
 
 
@@ -229,11 +294,10 @@ class AnnealingCalibrator(Calibrator):
         self._validate()
         prob = make_problem(model, data, objective, space)
         start = prob.space.x0 if x0 is None else np.asarray(x0, dtype=float)
-        f = prob.loss
         res = anneal(
-            lambda x: float(f(x)), start, prob.space.lower, prob.space.upper,
-            np.random.default_rng(self.seed), T0=self.T0, r_T=self.r_T, N_S=self.N_S,
-            N_T=self.N_T, eps=self.eps, N_eps=self.N_eps,
+            prob.loss_fn, start, prob.space.lower, prob.space.upper,
+            np.random.default_rng(self.seed), data=prob.data, T0=self.T0, r_T=self.r_T,
+            N_S=self.N_S, N_T=self.N_T, eps=self.eps, N_eps=self.N_eps,
             max_evaluations=self.max_evaluations,
         )
         return result_from(
