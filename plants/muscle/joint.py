@@ -27,7 +27,7 @@ __all__ = [
     "simulate_torque_jit",
 ]
 
-ACTIVATION_MODELS = ("recursive", "first_order")
+ACTIVATION_MODELS = ("recursive", "first_order", "recursive_first_order")
 
 
 class SimulationResult(NamedTuple):
@@ -94,6 +94,9 @@ def muscle_activation(
 
     ``"recursive"``: 001:Eq.1 filter with continuous delay (002:Eq.21), then the shape factor
     (000:Eq.1). ``"first_order"``: 002:Eq.17-18 on the delayed excitation, then the shape factor.
+    ``"recursive_first_order"``: the chain of 002 (and of :mod:`plants.arm`): the recursive
+    filter with continuous delay (002:Eq.19-21) gives the neural excitation, which drives
+    002:Eq.17-18, then the shape factor (the identity for ``A -> 0``).
     """
     if model == "recursive":
         u = neural_activation(excitation, params.c1, params.c2, params.delay, fs)
@@ -101,6 +104,9 @@ def muscle_activation(
         u = first_order_activation(
             delay_signal(excitation, params.delay, fs), params.t_act, params.t_deact, fs
         )
+    elif model == "recursive_first_order":
+        u = neural_activation(excitation, params.c1, params.c2, params.delay, fs)  # 002:Eq.19-21
+        u = first_order_activation(u, params.t_act, params.t_deact, fs)  # 002:Eq.17-18
     else:
         raise InvalidParameterError(
             f"The 'activation_model' parameter must be one of {ACTIVATION_MODELS}. "
@@ -140,7 +146,7 @@ def simulate_torque(
     emg_map : array, shape (M, M_emg), optional
         Channel-to-MTU map (e.g. one EMG driving two MTUs); identity if omitted.
     tendon : {"rigid", "equilibrium", "rosenbrock"}
-    activation_model : {"recursive", "first_order"}
+    activation_model : {"recursive", "first_order", "recursive_first_order"}
     unroll : int
         ``lax.scan`` unroll for the Rosenbrock tendon.
 

@@ -136,6 +136,52 @@ class MuscleModel:
             activation_model=activation_model, strength_groups=ANKLE_STRENGTH_GROUPS,
         )
 
+    @classmethod
+    def from_arm(
+        cls,
+        fs: float = 100.0,
+        *,
+        params: MTUParams | None = None,
+        tendon: str = "rigid",
+        activation_model: str = "recursive_first_order",
+        strength_groups: dict[str, list[str]] | None = None,
+    ) -> MuscleModel:
+        """The 16-MTU, 16-EMG model of the synthetic arm of 002 (:mod:`plants.arm`).
+
+        With the defaults it is the arm's own forward model (:mod:`plants.arm.simulate`):
+        rigid tendon, the recursive filter with continuous delay (002:Eq.19-21) followed by
+        the first-order activation dynamics (002:Eq.17-18), no shape factor (002 has none:
+        ``shape = -1e-6``, where ``(exp(A u) - 1) / (exp(A) - 1) = u`` to 1e-6); one EMG
+        channel per MTU (identity map). Joint moments are the muscle torques
+        ``J_m^T f_m`` (002:Eq.1) over the 5 DoFs, from ``MuscleData.lmt`` and
+        ``MuscleData.moment_arm``; the fibre velocity is the central difference of the MTU
+        length (the arm integrates the analytic one, a difference of O(dt^2)).
+
+        Parameters
+        ----------
+        fs : float, Hz
+            Rate of the arm's ``MuscleData`` (``ArmPlant.fs``, 100 Hz by default).
+        params : MTUParams, optional
+            Initial parameters; default: the arm's ground truth
+            (:func:`plants.arm.muscles.default_muscle_params` at ``fs``) with the shape factor
+            set to -1e-6 (the identity).
+        tendon, activation_model
+            See :class:`MuscleModel`.
+        strength_groups : dict, optional
+            Default none: every arm MTU has its own EMG channel, and 000 shares a strength
+            coefficient only between MTUs that share a channel or a group; 002 identifies
+            ``f_max`` per muscle.
+        """
+        from plants.arm.muscles import MUSCLES, default_muscle_params
+
+        if params is None:
+            base = default_muscle_params(fs)
+            params = base._replace(shape=jnp.full_like(base.shape, -1e-6))
+        return cls(
+            params, MUSCLES, fs=fs, emg_map=None, tendon=tendon,
+            activation_model=activation_model, strength_groups=strength_groups,
+        )
+
     # ------------------------------------------------------------------ protocol
     def inputs(self, data: MuscleData) -> dict[str, jnp.ndarray]:
         """Arrays of ``data`` the forward model needs.
