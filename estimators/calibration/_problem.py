@@ -16,6 +16,7 @@ sweep, another call of a calibrator) runs the executable compiled the first time
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +28,8 @@ from bench.errors import DataError
 from bench.types import CalibrationResult, MuscleData
 from estimators.calibration.objectives import CalibrationSpace, Objective
 
-__all__ = ["ModelLoss", "Problem", "WeightedModelLoss", "make_problem", "predict",
-           "result_from"]
+__all__ = ["ModelLoss", "Problem", "WeightedModelLoss", "default_space", "make_problem",
+           "predict", "result_from"]
 
 
 class ModelLoss:
@@ -153,6 +154,29 @@ class Problem:
     data: dict
 
 
+_DEFAULT_SPACES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def default_space(model: Any) -> CalibrationSpace:
+    """The default calibrated-parameter space of ``model`` (000 Fig. 2 bounds), built once
+    per model object and its current ``base_params``, so that repeated calibrations of one
+    model share one :class:`ModelLoss` key and hence one compiled optimizer step."""
+    try:
+        base, space = _DEFAULT_SPACES[model]
+    except (KeyError, TypeError):
+        base, space = None, None
+    if space is None or base is not model.base_params:
+        space = CalibrationSpace.build(
+            model.base_params, list(model.muscles),
+            strength_groups=getattr(model, "strength_groups", None),
+        )
+        try:
+            _DEFAULT_SPACES[model] = (model.base_params, space)
+        except TypeError:  # not weak-referenceable or unhashable: no memo
+            pass
+    return space
+
+
 def make_problem(
     model: Any,
     data: MuscleData,
@@ -161,10 +185,7 @@ def make_problem(
 ) -> Problem:
     """Build the loss of 000:Eq.8 over the calibrated-parameter vector."""
     if space is None:
-        space = CalibrationSpace.build(
-            model.base_params, list(model.muscles),
-            strength_groups=getattr(model, "strength_groups", None),
-        )
+        space = default_space(model)
     fn = ModelLoss(model, space, objective)
     d = fn.prepare(data)
 

@@ -140,3 +140,22 @@ def test_adamw_step_compiled_once_for_same_loss_function_and_shapes():
     assert fresh.info["compiled"]
     np.testing.assert_allclose(again.x, fresh.x, rtol=1e-9)
     np.testing.assert_allclose(again.fun, fresh.fun, rtol=1e-9)
+
+
+def test_repeated_gradient_calibrations_of_one_model_compile_once():
+    """Without an explicit space, calibrations of one model object share its default space,
+    hence one compiled AdamW step; a new base parameter set gets a new space."""
+    from estimators.calibration._problem import default_space
+    from estimators.calibration.gradient import compiled_steps
+
+    model = ToyModel(BASE)
+    assert default_space(model) is default_space(model)
+    cal = GradientCalibrator(restarts=1, max_steps=100)
+    obj = Objective(alpha=1.0, beta=0.0, penalty="smooth")
+    cal.calibrate(model, _data(0), obj)
+    n = compiled_steps()
+    cal.calibrate(model, _data(1), obj)
+    assert compiled_steps() == n
+    space = default_space(model)
+    model.base_params = BASE._replace(f_max=BASE.f_max * 1.1)
+    assert default_space(model) is not space
