@@ -18,7 +18,7 @@ import pytest
 from bench.errors import DataError, InvalidParameterError
 from bench.metrics import cr2
 from bench.types import MuscleData
-from estimators.calibration.deep_lsq import DeepMuscleIdentifier, arm_problem
+from estimators.calibration.deep_lsq import DeepMuscleIdentifier, arm_problem, excitation_analysis
 from plants.arm import rigid
 from plants.arm.muscles import MUSCLES, default_muscle_params, moment_arms, mtu_length
 from plants.arm.simulate import movement_plan, nominal_movement
@@ -114,3 +114,57 @@ def test_m1_recovers_identifiable_parameters(record):
     assert res.loss[-1] < 1e-3 * res.loss[0]
     assert s1["Cr1"] < 0.7 * s0["Cr1"]
     assert c1 < 0.6 * c0 and c1 < 4.5
+
+
+def test_fast_form_equals_eq14_as_written(record):
+    """The regressor/null-space form of the loss equals 002:Eq.13-14 with the pseudoinverse."""
+    for method in ("M1", "M2"):
+        _, gt, _ = parameter_vector(method, FS)
+        p0 = sample_initial_guess(gt, np.random.default_rng(4))
+        b = DeepMuscleIdentifier(method=method)._builder(record, gt.size)
+        z = jnp.asarray(np.random.default_rng(5).normal(0.0, 0.05, gt.size))
+        p0j, sc = jnp.asarray(p0), jnp.abs(jnp.asarray(p0))
+        direct_f, loss_f = jax.jit(b["direct"]), jax.jit(b["loss"])
+        d, f_md, r = direct_f(z, p0j, sc)
+        vd = jnp.var(direct_f(jnp.zeros(gt.size), p0j, sc)[0])
+        direct = float(jnp.sum(r**2) / (r.shape[0] * r.shape[1] * vd))
+        fast = float(loss_f(z, p0j, sc, vd))
+        assert direct > 0 and abs(fast - direct) <= 1e-9 * direct
+        # the least-squares forces reproduce d up to the projected residual (002:Eq.13)
+        if method == "M1":
+            AJf = jnp.linalg.solve(
+                jnp.einsum("stijp,p->stij", b["const"]["YM"], (p0j + sc * z)[:30]),
+                jnp.swapaxes(b["const"]["Rl"], -1, -2))
+            np.testing.assert_allclose(np.asarray(jnp.einsum("stjk,stk->stj", AJf, f_md) + r),
+                                       np.asarray(d), rtol=0, atol=1e-8 * float(jnp.abs(d).max()))
+
+
+def test_fit_many_matches_looped_fit(record):
+    """Vmapped guesses give the looped ``fit`` result (same arithmetic, batched)."""
+    _, gt, _ = parameter_vector("M1", FS)
+    P0 = sample_initial_guess(gt, np.random.default_rng(3), size=2)
+    idf = DeepMuscleIdentifier(method="M1", epochs=20, slack_epochs=10, learning_rate=1e-2,
+                               record_every=10)
+    many = idf.fit_many(record, P0)
+    assert len(many) == 2
+    for g in range(2):
+        one = idf.fit(record, P0[g])
+        # 1e-9 relative: batched reductions may sum in another order
+        np.testing.assert_allclose(many[g].estimate, one.estimate, rtol=1e-9, atol=0)
+        np.testing.assert_allclose(many[g].loss, one.loss, rtol=1e-9)
+        assert many[g].trajectory.shape == one.trajectory.shape == (4, gt.size)
+        assert not np.allclose(many[g].estimate, P0[g])
+    assert many[0].info["batch_size"] == 2
+    with pytest.raises(DataError, match="initial_guesses"):
+        idf.fit_many(record, P0[0])
+
+
+def test_excitation_analysis_flags_unidentifiable(record):
+    """The humerus mass never enters the dynamics (its origin is the fixed shoulder): zero
+    compensated curvature; the shared EMG delay is well excited."""
+    exc = excitation_analysis(record, "M1")
+    names = exc["names"]
+    assert exc["relative"][names.index("humerus.m")] < 1e-6  # regularization floor ~1e-12 * max
+    assert not exc["well_excited"][names.index("humerus.m")]
+    assert exc["well_excited"][names.index("shared.delay")]
+    assert exc["relative"].max() == 1.0
