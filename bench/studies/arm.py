@@ -33,7 +33,6 @@ Run: ``python -m bench.studies.arm scenarios/arm-deep-muscle.yaml --out DIR``; w
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 import warnings
@@ -41,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from bench.errors import ScenarioError
+from bench.studies._common import merge_defaults, read_scenario, study_main
 
 __all__ = ["load_config", "main", "run_study", "scores", "write_report"]
 
@@ -67,20 +66,12 @@ def load_config(path: str | Path | dict) -> dict:
 
     ``seed: s`` (older scenarios) is read as ``seeds: [s]``.
     """
-    cfg = dict(path) if isinstance(path, dict) else yaml.safe_load(Path(path).read_text())
+    cfg = read_scenario(path, "arm-deep-muscle", set(_DEFAULTS) | {"seed"})
     if "seed" in cfg:
         if "seeds" in cfg:
             raise ScenarioError("give either 'seed' or 'seeds', not both")
         cfg["seeds"] = [cfg.pop("seed")]
-    unknown = set(cfg) - set(_DEFAULTS) - {"description", "reference"}
-    if unknown:
-        raise ScenarioError(f"arm-deep-muscle scenario has unknown keys {sorted(unknown)}")
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in _DEFAULTS.items()}
-    for k, v in cfg.items():
-        if isinstance(out.get(k), dict) and isinstance(v, dict):
-            out[k].update(v)
-        else:
-            out[k] = v
+    out = merge_defaults(_DEFAULTS, cfg)
     seeds = out["seeds"]
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
         raise ScenarioError(f"'seeds' must be a non-empty list of ints; got {seeds!r}")
@@ -353,19 +344,7 @@ def write_report(results: dict, out: str | Path) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m bench.studies.arm SCENARIO --out DIR``."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("scenario")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--report-only", action="store_true",
-                    help="rewrite the report from OUT/results.json without running")
-    a = ap.parse_args(argv)
-    if a.report_only:
-        res = json.loads((Path(a.out) / "results.json").read_text())
-    else:
-        res = run_study(a.scenario, a.out)
-    paths = write_report(res, a.out)
-    print(f"wrote {paths['report']} ({res['wall_time']:.0f} s)")
-    return 0
+    return study_main(argv, __doc__.split("\n")[0], run_study, write_report)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,6 @@ writes ``results.json``, ``report.md`` and ``fig5.png`` (001 Fig. 5-style panels
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -55,10 +54,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from bench.errors import ConvergenceWarning, ScenarioError
 from bench.metrics import r2, rmse
+from bench.studies._common import merge_defaults, read_scenario, study_main
 from bench.types import MuscleData
 from estimators.calibration._problem import predict
 from estimators.calibration.gradient import GradientCalibrator
@@ -150,24 +149,16 @@ def load_config(path: str | Path | dict) -> dict:
         Unknown top-level keys, an unknown ``plant.kind`` (not in :data:`PLANT_KINDS`), or
         plant keywords the selected plant rejects.
     """
-    cfg = dict(path) if isinstance(path, dict) else yaml.safe_load(Path(path).read_text())
-    unknown = set(cfg) - set(_DEFAULTS) - {"description", "reference"}
-    if unknown:
-        raise ScenarioError(f"channel-removal scenario has unknown keys {sorted(unknown)}")
+    cfg = read_scenario(path, "channel-removal", set(_DEFAULTS))
     plant = dict(cfg.get("plant") or {})
     kind = plant.get("kind", "ankle")
     if kind not in PLANT_KINDS:
         raise ScenarioError(
             f"channel-removal scenario: plant.kind must be one of {PLANT_KINDS}; got {kind!r}"
         )
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in _DEFAULTS.items()}
-    out["plant"] = {"kind": kind, **_PLANT_DEFAULTS[kind]}
-    out["model"] = dict(_MODEL_DEFAULTS[kind])
-    for k, v in cfg.items():
-        if isinstance(out.get(k), dict) and isinstance(v, dict):
-            out[k].update(v)
-        else:
-            out[k] = v
+    defaults = {**_DEFAULTS, "plant": {"kind": kind, **_PLANT_DEFAULTS[kind]},
+                "model": dict(_MODEL_DEFAULTS[kind])}
+    out = merge_defaults(defaults, cfg)
     if out["ranking_adamw"] is not None and not isinstance(out["ranking_adamw"], dict):
         raise ScenarioError("channel-removal scenario: ranking_adamw must be a mapping of "
                             f"AdamW settings or null; got {out['ranking_adamw']!r}")
@@ -446,19 +437,8 @@ def write_report(results: dict, out: str | Path) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m bench.studies.channel_removal SCENARIO --out DIR``."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("scenario")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--report-only", action="store_true",
-                    help="rewrite the report from OUT/results.json without running")
-    a = ap.parse_args(argv)
-    if a.report_only:
-        res = json.loads((Path(a.out) / "results.json").read_text())
-    else:
-        res = run_study(a.scenario, a.out, progress=True)
-    paths = write_report(res, a.out)
-    print(f"wrote {paths['report']} and {paths['figure']} ({res['wall_time']:.0f} s)")
-    return 0
+    return study_main(argv, __doc__.split("\n")[0],
+                      lambda scenario, out: run_study(scenario, out, progress=True), write_report)
 
 
 if __name__ == "__main__":
