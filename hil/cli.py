@@ -156,10 +156,6 @@ def cmd_recover(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def cmd_virtual(args: argparse.Namespace) -> int:
     """``rig virtual [--realtime]``: serve until Ctrl-C (or ``--duration``)."""
     from hil.virtual import Faults, VirtualRig
@@ -175,9 +171,11 @@ def cmd_virtual(args: argparse.Namespace) -> int:
         return 2
     mode = "real time" if args.realtime else "fast"
     print(f"virtual rig '{rig.rig.name}' ({mode}) on {rig.url}", flush=True)
-    # SIGTERM (a background job, `kill PID`) ends it like Ctrl-C: stats printed, pty closed.
+    # Ctrl-C and SIGTERM (a background job, `kill PID`) ask the device loop to stop; it
+    # returns within 0.1 s of device time, then the stats are printed and the pty closed.
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: rig.request_stop())
     try:
         rig.serve(args.duration)
     except KeyboardInterrupt:

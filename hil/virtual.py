@@ -651,14 +651,21 @@ class VirtualRig:
         env = (simpy.rt.RealtimeEnvironment(factor=1.0, strict=False) if self.realtime
                else simpy.Environment())
         env.process(self._device(env))
+        end = float("inf") if duration is None else float(duration)
         try:
-            if duration is None:
-                while not self._stop.is_set():
-                    env.run(until=env.now + 0.1)
-            else:
-                env.run(until=duration)
+            # in 0.1 s slices of device time, so that request_stop() ends it promptly
+            while not self._stop.is_set() and env.now < end:
+                env.run(until=min(env.now + 0.1, end))
         finally:
             self._flush_out(env)
+
+    def request_stop(self) -> None:
+        """Ask :meth:`serve` to return after the current 0.1 s of device time.
+
+        Only sets a flag, so it is safe in a signal handler (``rig virtual`` ends on SIGINT
+        and SIGTERM this way rather than by an exception raised at an arbitrary point).
+        """
+        self._stop.set()
 
     def start(self) -> VirtualRig:
         """Serve in a daemon thread; returns self (open :attr:`url` with pyserial)."""

@@ -52,7 +52,13 @@ def recorded(tmp_path_factory):
                      str(d / "rig"), "--quiet"]) == 0
     finally:
         rig.send_signal(signal.SIGINT)
-        out, err = rig.communicate(timeout=20)
+        try:
+            out, err = rig.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            rig.kill()
+            out, err = rig.communicate()
+            pytest.fail(f"rig virtual did not stop within 20 s of SIGINT; stdout {out!r}, "
+                        f"stderr {err!r}")
     assert rig.returncode == 0, err
     assert "served 5250 samples" in out
     return d
