@@ -246,21 +246,12 @@ def make_weighted_loss(
     penalty)``.
     """
     fn = weighted_loss(model, space, penalty)
-    d = _prepare(fn, data)
+    d = fn.prepare(data)  # needs a finite reference stiffness
 
     def loss(x, w):
         return fn(x, w, d)
 
     return loss
-
-
-def _prepare(fn: WeightedModelLoss, data: MuscleData) -> dict:
-    if data.stiffness is None:
-        raise DataError("the study's calibration data need a reference stiffness")
-    for name in ("torque", "stiffness"):
-        if not np.all(np.isfinite(np.asarray(getattr(data, name), dtype=float))):
-            raise DataError(f"calibration reference {name} contains NaN/inf")
-    return fn.prepare(data)
 
 
 @dataclasses.dataclass
@@ -314,14 +305,9 @@ def calibrate_batch(
     ``adamw`` are keyword arguments of :func:`adamw_minimize`.
     """
     fn = weighted_loss(model, space, penalty)
-    d = _prepare(fn, data)
+    d = fn.prepare(data)  # needs a finite reference stiffness
     C = len(combos)
-    margin = 1e-6 * (space.upper - space.lower)
-    lo, hi = space.lower + margin, space.upper - margin
-    starts = [np.clip(space.x0, lo, hi)]
-    if repetitions > 1:
-        starts += list(lo + rng.uniform(size=(repetitions - 1, space.size)) * (hi - lo))
-    x0 = np.stack(starts)
+    x0 = space.start_points(space.x0, repetitions, rng)
     X0 = np.tile(x0, (C, 1))  # row c * R + r
     W = np.repeat(np.asarray(combos, dtype=float), repetitions, axis=0)
     res = adamw_minimize(fn, X0, space.lower, space.upper, batch_args=W, data=d, **adamw)

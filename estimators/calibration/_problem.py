@@ -140,14 +140,13 @@ class WeightedModelLoss(ModelLoss):
 class Problem:
     """A calibration problem ready for an optimizer.
 
-    ``loss(x)`` is jitted; ``loss_fn(x, data)`` with ``data`` is the same loss in the
-    reusable form (:class:`ModelLoss`).
+    ``loss(x)`` is jitted; ``loss_fn(x, data)`` with ``data`` (:meth:`ModelLoss.prepare`:
+    model inputs, references and their variances) is the same loss in the reusable form.
+    ``torque`` and ``stiffness`` are the references as numpy arrays.
     """
 
     space: CalibrationSpace
     loss: Any  # jitted x -> scalar
-    loss_unjitted: Any
-    inputs: Any
     torque: np.ndarray
     stiffness: np.ndarray | None
     loss_fn: ModelLoss
@@ -189,12 +188,8 @@ def make_problem(
     fn = ModelLoss(model, space, objective)
     d = fn.prepare(data)
 
-    def loss(x):
-        return fn(x, d)
-
     stiff = None if d["stiffness"] is None else np.asarray(d["stiffness"])
-    return Problem(space, jax.jit(loss), loss, d["inputs"], np.asarray(d["torque"]), stiff,
-                   fn, d)
+    return Problem(space, jax.jit(lambda x: fn(x, d)), np.asarray(d["torque"]), stiff, fn, d)
 
 
 def predict(model: Any, space: CalibrationSpace, x: np.ndarray, data: MuscleData) -> dict:

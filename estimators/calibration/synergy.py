@@ -359,17 +359,14 @@ class SynergyHybridCalibrator(Calibrator):
 
         prob = make_problem(model, masked, objective, space)
         sp = prob.space
-        base_inputs = prob.inputs
+        base_inputs = prob.data["inputs"]
         if not isinstance(base_inputs, dict) or "excitation" not in base_inputs:
             raise InvalidParameterError(
                 "synergy-hybrid calibration needs model.inputs(data) to return a dict with an "
                 "'excitation' entry"
             )
-        tj = jnp.asarray(prob.torque)
-        kj = None if prob.stiffness is None else jnp.asarray(prob.stiffness)
-        vt, vk = objective.reference_variances(prob.torque, prob.stiffness)
-        vtj = jnp.asarray(vt)
-        vkj = None if vk is None else jnp.asarray(vk)
+        d = prob.data
+        refs = (d["torque"], d["stiffness"], d["var_torque"], d["var_stiffness"])
         e_rec = jnp.asarray(exc[..., rec])
         rec_mask = np.zeros(C, dtype=bool)
         rec_mask[rec] = True
@@ -389,7 +386,7 @@ class SynergyHybridCalibrator(Calibrator):
             inputs = dict(base_inputs)
             inputs["excitation"] = drive
             out = model.simulate(sp.unpack(xp), inputs)
-            J = objective(out, tj, kj, vtj, vkj)  # moment term + 001:Eq.4 (lm, strain)
+            J = objective(out, *refs)  # moment term + 001:Eq.4 (lm, strain)
             # 001:Eq.5 F^exc; N_r, N_s averages
             f_rec = w_e * jnp.mean(jnp.square(e_rec - recon[..., rec]))
             f_syn = (w_s * jnp.mean(jnp.square(recon[..., syn])) if syn.size else 0.0)
