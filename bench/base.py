@@ -17,7 +17,7 @@ import numpy as np
 from bench.params import get_params, validate_params
 from bench.types import ImpedanceEstimate, Realizations
 
-__all__ = ["Calibrator", "Estimator", "Plant", "Tags"]
+__all__ = ["Calibrator", "Estimator", "Plant", "Tags", "task_of"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,12 @@ class Tags:
     needs_jax : bool
     min_realizations : int
         Fewest realizations it can work with.
+    task : str or None
+        The task adapter that runs it (``bench.task``); None: by its base class
+        (:class:`Estimator`: ``"impedance"``, :class:`Calibrator`: ``"calibration"``).
+    batch_factors : tuple of str
+        Task settings it takes as one batch (e.g. ``("alpha", "beta")``: a whole weight sweep
+        in one vmapped call); the runner still writes one record per setting.
     """
 
     time_varying: bool = True
@@ -45,6 +51,8 @@ class Tags:
     stochastic: bool = False
     needs_jax: bool = False
     min_realizations: int = 1
+    task: str | None = None
+    batch_factors: tuple[str, ...] = ()
 
 
 class _Parametrized:
@@ -113,6 +121,8 @@ class Plant(_Parametrized, abc.ABC):
     """
 
     name: ClassVar[str] = ""
+    #: The task whose data :meth:`simulate` returns (``bench.task``).
+    task: ClassVar[str] = "impedance"
 
     @abc.abstractmethod
     def simulate(self, rng: np.random.Generator) -> Any:
@@ -128,3 +138,15 @@ class Calibrator(_Parametrized, abc.ABC):
     @abc.abstractmethod
     def calibrate(self, model: Any, data: Any, objective: Any) -> Any:
         """Fit ``model`` to ``data`` under ``objective``; returns a CalibrationResult."""
+
+
+def task_of(cls: type) -> str | None:
+    """The task a backend class does: its ``tags.task``, else by its base class."""
+    tags = getattr(cls, "tags", None)
+    if getattr(tags, "task", None):
+        return tags.task
+    if isinstance(cls, type) and issubclass(cls, Estimator):
+        return "impedance"
+    if isinstance(cls, type) and issubclass(cls, Calibrator):
+        return "calibration"
+    return None

@@ -1,24 +1,28 @@
 """The ``impbench`` command line: run, validate, report, compare, list, estimate.
 
 User errors (invalid scenario, unknown name, bad parameter, unreadable file) print one
-clear message to stderr and exit with status 2, without a traceback. Other packages add
-subcommands by providing a module listed in :data:`_EXTENSIONS` with a
-``register(subparsers)`` function.
+clear message per problem to stderr and exit with status 2, without a traceback; an
+unexpected error prints one line asking for a report and exits with status 1 (the traceback
+only with ``--debug``); Ctrl-C stops with status 130, keeping every finished record. Other
+packages add subcommands through the ``impbench.commands`` entry-point group: each entry is
+a ``register(subparsers)`` function, and its module may define hooks
+``handle_<command>(...)`` that take a command on data it owns (a recorded rig session).
+
+Start-up imports only what the command needs: ``impbench --help`` and ``impbench validate``
+import no JAX and no backend a scenario does not name (``python -m benchmarks.startup``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
+import math
 import sys
 import time
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import yaml
 
 from bench import registry
 from bench.errors import (
@@ -28,50 +32,37 @@ from bench.errors import (
     RegistryError,
     ScenarioError,
 )
-from bench.jaxcache import enable_compilation_cache
-from bench.params import describe
 
 __all__ = ["build_parser", "main"]
 
-#: Optional modules that may add subcommands through ``register(subparsers)``.
-_EXTENSIONS = (
-    "hil.cli",
-    "hil.firmware_cli",
-    "estimators.calibration.cli",
-    "bench.studies.cli",
-    "bench.studies.misalignment_cli",
-)
-
 #: Errors caused by user input: reported in one line, exit status 2.
 _USER_ERRORS = (ScenarioError, RegistryError, InvalidParameterError, DataError,
-                FileNotFoundError, IsADirectoryError, PermissionError)
+                FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError)
+
+_REPORT_URL = "the impbench issue tracker"
 
 
 class _UserError(Exception):
     """A problem with the command line itself (bad ``--param``)."""
 
 
-def _module_exists(name: str) -> bool:
-    """True when ``name`` and each parent package can be found (imports only the parents)."""
-    parts = name.split(".")
-    return all(
-        importlib.util.find_spec(".".join(parts[: i + 1])) is not None for i in range(len(parts))
-    )
+def _hook(command: str, *args: Any) -> Any:
+    """Let a command plugin take ``command`` on data it owns.
 
-
-def _extension_hook(command: str, *args: Any) -> Any:
-    """Let an extension take ``command`` on data it owns (a recorded rig session).
-
-    Calls ``handle_<command>(*args)`` of each module in :data:`_EXTENSIONS` that defines it and
-    returns the first result that is not None (None: no extension took it).
+    Calls ``handle_<command>(*args)`` of the module of each ``impbench.commands`` entry that
+    defines it and returns the first result that is not None (None: no plugin took it).
     """
-    for name in _EXTENSIONS:
-        if _module_exists(name):
-            hook = getattr(importlib.import_module(name), f"handle_{command}", None)
-            if hook is not None:
-                result = hook(*args)
-                if result is not None:
-                    return result
+    for entry in registry.entries("commands").values():
+        module = entry.target.partition(":")[0]
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        fn = getattr(mod, f"handle_{command}", None)
+        if fn is not None:
+            result = fn(*args)
+            if result is not None:
+                return result
     return None
 
 
@@ -89,21 +80,32 @@ def _print_issues(exc: ScenarioError) -> None:
 # --------------------------------------------------------------------------- commands
 
 
+def _is_scenario(path: Path) -> bool:
+    """True unless a command plugin recognizes the file as its own kind (rig session)."""
+    return _hook("is_own_file", path) is None
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from bench.scenario import load_scenario
 
     status = 0
     for file in args.files:
         try:
+            own = _hook("validate", Path(file))  # a rig session file, validated by hil
+            if own is not None:
+                print(own)
+                continue
             sc = load_scenario(file)
         except ScenarioError as exc:
             _print_issues(exc)
             status = 2
             continue
         unavailable = [m.label for m in sc.methods if m.status == "unavailable"]
-        print(f"{file}: OK: scenario {sc.name!r}, plant {sc.plant.name}, {sc.n_cells} cells x "
-              f"{len(sc.seeds)} seeds = {sc.n_cells * len(sc.seeds)} units, "
-              f"{len(sc.methods)} methods ({', '.join(m.label for m in sc.methods)})"
+        n_units = sc.n_cells * len(sc.seeds)
+        print(f"{file}: OK: scenario {sc.name!r} ({sc.task}), plant {sc.plant.name}, "
+              f"{sc.n_cells} cells x {len(sc.seeds)} seeds = {n_units} units, "
+              f"{len(sc.methods)} methods ({', '.join(m.label for m in sc.methods)}), "
+              f"layout {sc.layout.get('name')}"
               + (f"; unavailable: {', '.join(unavailable)}" if unavailable else ""))
     return status
 
@@ -114,11 +116,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bench.runner import run_scenario
     from bench.scenario import load_scenario
 
-    try:
-        sc = load_scenario(args.file)
-    except ScenarioError as exc:
-        _print_issues(exc)
-        return 2
+    sc = load_scenario(args.file)
     out = Path(args.out) if args.out else Path("runs") / sc.name
     executor = get_executor(args.executor, args.jobs, address=args.address)
     if args.executor == "dask":
@@ -126,35 +124,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
     where = f" on the Dask scheduler {args.address}" if args.address else ""
     print(f"running {sc.name}: {sc.n_cells} cells x {len(sc.seeds)} seeds, "
           f"{len(sc.methods)} methods -> {out}{where}", file=sys.stderr)
-    summary = run_scenario(sc, out, jobs=args.jobs, executor=executor,
+    summary = run_scenario(sc, out, jobs=args.jobs,
+                           executor=executor if args.executor != "local" else "local",
                            progress=not args.quiet, force=args.force,
                            log=lambda s: print(s, file=sys.stderr))
     c = summary.computed
     print(f"{summary.units} units ({summary.skipped_units} already finished); records written: "
           f"{c['ok']} ok, {c['failed']} failed, {c['unavailable']} unavailable; "
-          f"{summary.wall_s:.1f} s")
+          f"{summary.wall_s:.1f} s ({summary.jobs} process{'es' if summary.jobs > 1 else ''})")
     if not args.no_report:
-        paths = write_report(out)
-        for key in ("parquet", "md", "html", "figure"):
-            if key in paths:
-                print(f"{key:8s} {paths[key]}")
+        _print_paths(write_report(out))
     if summary.crashed:
-        print(f"{len(summary.crashed)} unit(s) crashed; rerun to retry them.", file=sys.stderr)
+        print(f"{len(summary.crashed)} work item(s) crashed; rerun to retry them.",
+              file=sys.stderr)
         return 1
     return 0
+
+
+def _print_paths(paths: dict) -> None:
+    for key in ("parquet", "md", "html"):
+        if key in paths:
+            print(f"{key:8s} {paths[key]}")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from bench.report import write_report
 
     args.param_dict = _parse_params(args.param)
-    status = _extension_hook("report", args)  # a recorded rig session (hil.session_report)
+    status = _hook("report", args)  # a recorded rig session (hil.session_report)
     if status is not None:
         return int(status)
-    paths = write_report(Path(args.dir))
-    for key in ("parquet", "md", "html", "figure"):
-        if key in paths:
-            print(f"{key:8s} {paths[key]}")
+    _print_paths(write_report(Path(args.dir)))
     return 0
 
 
@@ -176,7 +176,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    kinds = registry.KINDS if args.kind is None else (args.kind,)
+    from bench.params import describe
+
+    kinds = registry.BACKEND_KINDS if args.kind is None else (args.kind,)
     for kind in kinds:
         print(f"{kind}:")
         ents = registry.entries(kind)
@@ -189,22 +191,30 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 continue
             doc = (e.obj.__doc__ or "").strip().splitlines()
             print(f"  {name}  [{e.target}]" + (f"  {doc[0]}" if doc else ""))
-            for pname, default, cons in describe(e.obj):
-                print(f"      {pname} = {default!r}  ({cons or 'any'})")
+            for pname, default, cons, meaning in describe(e.obj):
+                print(f"      {pname} = {default!r}  ({cons or 'any'})"
+                      + (f"  {meaning}" if meaning else ""))
     return 0
 
 
 def _parse_params(items: Sequence[str]) -> dict:
+    import yaml
+
     params = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise _UserError(f"--param expects KEY=VALUE; got {item!r}")
-        params[key.strip()] = yaml.safe_load(value)
+        try:
+            params[key.strip()] = yaml.safe_load(value) if len(value) < 10_000 else value
+        except yaml.YAMLError:
+            raise _UserError(f"--param {key.strip()}: cannot read the value {value!r}") from None
     return params
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from bench.io import load_record, save_estimate
     from bench.types import Realizations
 
@@ -212,7 +222,11 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
     est_obj = cls(**params)
     est_obj._validate()
-    data = _extension_hook("estimate_data", Path(args.file), args.period, args.decimate)
+    if args.out:
+        from bench.io import check_estimate_path
+
+        check_estimate_path(Path(args.out))
+    data = _hook("estimate_data", Path(args.file), args.period, args.decimate)
     if data is None:  # not a recorded rig session: a plain record
         from bench.signals import decimate
 
@@ -223,8 +237,14 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         data = Realizations.from_record(sig["u"], sig["y"], rec["fs"] / args.decimate,
                                         args.period, schedule=sig.get("schedule"),
                                         meta={"source": str(args.file)})
+    view = data.experimenter_view(schedule=bool(cls.tags.needs_schedule))
     t0 = time.perf_counter()
-    est = est_obj.estimate(data)
+    try:
+        est = est_obj.estimate(view)
+    except (ArithmeticError, np.linalg.LinAlgError, ValueError) as exc:
+        if isinstance(exc, _USER_ERRORS):
+            raise
+        raise EstimationError(f"{type(exc).__name__}: {exc}") from exc
     wall = time.perf_counter() - t0
     k = est.K
     ok = np.isfinite(k)
@@ -243,7 +263,10 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         I = None
         if est.I is not None:
             I = np.broadcast_to(np.asarray(est.I, dtype=float), k.shape).copy()
-        save_estimate(Path(args.out), data.t, k, B=est.B, I=I)
+        save_estimate(Path(args.out), data.t, k, B=est.B, I=I,
+                      meta={"method": args.method, "params": est_obj.get_params(),
+                            "source": str(args.file), "period_s": args.period,
+                            "fs_hz": data.fs})
         print(f"wrote {args.out}")
     return 0
 
@@ -256,7 +279,7 @@ def _positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
+    if not 1 <= value <= 100_000:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
     return value
 
@@ -266,7 +289,7 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}") from None
-    if not (np.isfinite(value) and value > 0):
+    if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
     return value
 
@@ -281,22 +304,31 @@ def _probability(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, extensions included."""
-    from bench.executors import EXECUTORS
+def _version() -> str:
+    try:
+        return version("impbench")
+    except PackageNotFoundError:  # running from a source tree without metadata
+        return "unknown"
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, command plugins included."""
     parser = argparse.ArgumentParser(
         prog="impbench",
         description="Joint impedance estimation and EMG-driven calibration test bench.",
     )
+    parser.add_argument("--version", action="version", version=f"impbench {_version()}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("run", help="run a scenario grid (resumes) and write the report")
     p.add_argument("file", help="scenario YAML")
     p.add_argument("--out", help="run directory (default: runs/<scenario name>)")
     p.add_argument("--jobs", type=_positive_int, default=None,
-                   help="worker processes (default: number of cores; 1 = in-process)")
-    p.add_argument("--executor", choices=sorted(EXECUTORS), default="local",
+                   help="worker processes (default: the first work item runs here, the rest "
+                        "on one process per core when it took over 2 s; 1 = in-process)")
+    p.add_argument("--executor", choices=("dask", "local", "serial"), default="local",
                    help="local processes (default), serial, or dask (a LocalCluster of --jobs "
                         "workers, or the cluster at --address)")
     p.add_argument("--address", metavar="tcp://HOST:PORT",
@@ -307,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("validate", help="check scenario files; exit 2 on errors")
+    p = sub.add_parser("validate", help="check scenario and rig session files; exit 2 on errors")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=_cmd_validate)
 
@@ -315,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "recorded rig session")
     p.add_argument("dir", metavar="DIR", help="run directory, or a directory/file holding a "
                                               "recorded rig session dataset")
+    p.add_argument("--out", help="rig sessions: report folder (default: runs/<session name>)")
     p.add_argument("--method", help="rig sessions: estimator (default sds)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="rig sessions: estimator hyper-parameter (repeatable)")
@@ -334,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="significance level of the paired tests (default 0.05)")
     p.set_defaults(func=_cmd_compare)
 
-    p = sub.add_parser("list", help="list plants, estimators and calibrators with parameters")
+    p = sub.add_parser("list", help="list estimators, calibrators, plants and layouts with "
+                                    "their parameters")
     p.add_argument("kind", nargs="?", choices=registry.KINDS)
     p.set_defaults(func=_cmd_list)
 
@@ -348,17 +382,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="estimator hyper-parameter (repeatable)")
     p.add_argument("--decimate", type=_positive_int, default=1,
                    help="decimate by this factor before estimation (default 1: none)")
-    p.add_argument("--out", help="write t, K (B, I) to .npz or .csv")
+    p.add_argument("--out", help="write t, K (B, I) to .npz, .csv or .mat")
     p.set_defaults(func=_cmd_estimate)
 
-    for name in _EXTENSIONS:
-        if _module_exists(name):
-            importlib.import_module(name).register(sub)
+    for entry in registry.entries("commands").values():
+        try:
+            register = registry.resolve("commands", entry.name)
+        except RegistryError as exc:
+            print(f"warning: command plugin {entry.name!r} not available: {exc}",
+                  file=sys.stderr)
+            continue
+        register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``impbench`` console script; returns the exit status."""
+    from bench.jaxcache import enable_compilation_cache
+
     enable_compilation_cache()
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -372,10 +413,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except EstimationError as exc:
         print(f"error: the estimator failed: {exc}", file=sys.stderr)
-        return 1
+        return 2
     except KeyboardInterrupt:
         print("interrupted; finished records are kept, rerun to resume.", file=sys.stderr)
         return 130
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        if args.debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: unexpected {type(exc).__name__}: {first[:300]} -- this is a bug in "
+              f"impbench or a plugin; please report it to {_REPORT_URL} with the command "
+              "line (rerun with --debug for the traceback).", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,13 +8,17 @@ replaces the target only once complete (``os.replace``), so a crash never leaves
 file behind.
 
 Every error about the data is a :class:`~bench.errors.DataError` naming the file and, for
-CSV, the line (1-based, header = line 1 unless preceded by ``#`` comments) and column.
+CSV, the line (1-based, header = line 1 unless preceded by ``#`` comments) and column: a
+file that is empty, truncated, of another format than its suffix says, not UTF-8 text (CSV),
+or holds NaN/inf is refused with one line, never a traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -22,12 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import DataError
+from bench.errors import DataError, ScenarioError
 
-__all__ = ["load_record", "save_estimate"]
+__all__ = ["ESTIMATE_FORMATS", "check_estimate_path", "load_record", "save_estimate"]
 
 #: Relative tolerance on the spread of CSV/MAT time steps around their mean.
 _DT_RTOL = 1e-3
+#: Largest record file read, bytes (400 s at 10 kHz of t,u,y in CSV is about 500 MB).
+MAX_RECORD_BYTES = 2**31
+#: Formats :func:`save_estimate` writes, by suffix.
+ESTIMATE_FORMATS = (".npz", ".csv", ".mat")
 
 
 # --------------------------------------------------------------------------- loading
@@ -68,6 +76,10 @@ def load_record(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"record file not found: {p}")
+    if p.stat().st_size > MAX_RECORD_BYTES:
+        raise DataError(f"{p}: larger than {MAX_RECORD_BYTES >> 20} MiB; refusing to read it.")
+    if p.stat().st_size == 0:
+        raise DataError(f"{p}: the file is empty.")
     suffix = p.suffix.lower()
     if suffix == ".npz":
         raw = _read_npz(p)
@@ -83,9 +95,12 @@ def load_record(path: str | os.PathLike) -> dict[str, Any]:
 def _read_npz(p: Path) -> dict[str, Any]:
     try:
         with np.load(p, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise ValueError("a single .npy array, not an .npz archive")
             return {k: np.asarray(z[k]) for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{p}: cannot read as .npz: {exc}") from exc
+    except Exception as exc:  # zipfile, EOF, pickle refusals, ...: all mean "not readable"
+        raise DataError(f"{p}: cannot read as .npz ({type(exc).__name__}: "
+                        f"{str(exc)[:200]})") from None
 
 
 def _read_mat(p: Path) -> dict[str, Any]:
@@ -93,56 +108,70 @@ def _read_mat(p: Path) -> dict[str, Any]:
 
     try:
         m = loadmat(p, squeeze_me=True)
-    except NotImplementedError as exc:
+    except NotImplementedError:
         raise DataError(
             f"{p}: MATLAB v7.3 (HDF5) files are not supported; save with -v7."
-        ) from exc
-    except (OSError, ValueError, TypeError) as exc:
-        raise DataError(f"{p}: cannot read as MATLAB .mat: {exc}") from exc
+        ) from None
+    except Exception as exc:  # scipy raises many types for a file that is not .mat
+        raise DataError(f"{p}: cannot read as MATLAB .mat ({type(exc).__name__}: "
+                        f"{str(exc)[:200]})") from None
     return {k: v for k, v in m.items() if not k.startswith("__")}
 
 
 def _read_csv(p: Path) -> dict[str, Any]:
-    with open(p, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = None
-        for row in reader:
-            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
-                continue
-            header, header_line = [c.strip().lower() for c in row], reader.line_num
-            break
-        if header is None:
-            raise DataError(f"{p}: empty CSV file (no header line).")
-        for need in ("t", "u", "y"):
-            if need not in header:
+    from bench.yamlfile import read_text
+
+    try:
+        text = read_text(p, max_bytes=MAX_RECORD_BYTES)
+    except ScenarioError as exc:
+        raise DataError(str(exc).splitlines()[-1]) from None
+    try:
+        return _parse_csv(p, io.StringIO(text, newline=""))
+    except csv.Error as exc:
+        raise DataError(f"{p}: not a readable CSV file: {exc}") from None
+
+
+def _parse_csv(p: Path, fh: io.StringIO) -> dict[str, Any]:
+    reader = csv.reader(fh)
+    header = None
+    for row in reader:
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        header, header_line = [c.strip().lower() for c in row], reader.line_num
+        break
+    if header is None:
+        raise DataError(f"{p}: empty CSV file (no header line).")
+    for need in ("t", "u", "y"):
+        if need not in header:
+            raise DataError(
+                f"{p}, line {header_line}: missing column {need!r} in the header "
+                f"(found {', '.join(repr(h) for h in header)}); need t, u, y[, schedule]."
+            )
+    wanted = [c for c in ("t", "u", "y", "schedule") if c in header]
+    idx = {c: header.index(c) for c in wanted}
+    cols: dict[str, list[float]] = {c: [] for c in wanted}
+    line_of: list[int] = []
+    for row in reader:
+        lineno = reader.line_num
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) < len(header):
+            raise DataError(
+                f"{p}, line {lineno}: {len(row)} field(s), the header has {len(header)}."
+            )
+        for c in wanted:
+            cell = row[idx[c]].strip()
+            try:
+                val = float(cell)
+            except ValueError:
+                shown = cell if len(cell) <= 40 else cell[:37] + "..."
                 raise DataError(
-                    f"{p}, line {header_line}: missing column {need!r} in the header "
-                    f"(found {', '.join(repr(h) for h in header)}); need t, u, y[, schedule]."
-                )
-        wanted = [c for c in ("t", "u", "y", "schedule") if c in header]
-        idx = {c: header.index(c) for c in wanted}
-        cols: dict[str, list[float]] = {c: [] for c in wanted}
-        line_of: list[int] = []
-        for row in reader:
-            lineno = reader.line_num
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < len(header):
-                raise DataError(
-                    f"{p}, line {lineno}: {len(row)} field(s), the header has {len(header)}."
-                )
-            for c in wanted:
-                cell = row[idx[c]].strip()
-                try:
-                    val = float(cell)
-                except ValueError:
-                    raise DataError(
-                        f"{p}, line {lineno}, column {c!r}: non-numeric value {cell!r}."
-                    ) from None
-                if not np.isfinite(val):
-                    raise DataError(f"{p}, line {lineno}, column {c!r}: non-finite value {cell!r}.")
-                cols[c].append(val)
-            line_of.append(lineno)
+                    f"{p}, line {lineno}, column {c!r}: non-numeric value {shown!r}."
+                ) from None
+            if not np.isfinite(val):
+                raise DataError(f"{p}, line {lineno}, column {c!r}: non-finite value {cell!r}.")
+            cols[c].append(val)
+        line_of.append(lineno)
     if len(line_of) < 2:
         raise DataError(f"{p}: needs at least 2 data lines; found {len(line_of)}.")
     out = {c: np.asarray(v) for c, v in cols.items()}
@@ -230,14 +259,45 @@ def _finish(p: Path, raw: dict) -> dict[str, Any]:
 # --------------------------------------------------------------------------- saving
 
 
+def check_estimate_path(path: str | os.PathLike) -> Path:
+    """Check that an estimate can be written to ``path`` (suffix and folder) before computing.
+
+    Raises
+    ------
+    DataError
+        Unsupported suffix.
+    FileNotFoundError
+        The folder does not exist.
+    """
+    p = Path(path)
+    if p.suffix.lower() not in ESTIMATE_FORMATS:
+        raise DataError(f"{p}: unsupported estimate format {p.suffix!r}; use "
+                        f"{', '.join(ESTIMATE_FORMATS)}.")
+    if not p.parent.is_dir():
+        raise FileNotFoundError(f"directory does not exist: {p.parent}")
+    return p
+
+
+def _csv_text(cols: dict[str, np.ndarray], n: int) -> bytes:
+    """CSV at the numbers' real precision: each value as the shortest text that reads back
+    to the same double (``repr``), so ``0.03`` stays ``0.03``."""
+    lines = [",".join(cols)]
+    table = [np.broadcast_to(v, (n,)) for v in cols.values()]
+    for i in range(n):
+        lines.append(",".join(repr(float(c[i])) for c in table))
+    return ("\n".join(lines) + "\n").encode()
+
+
 def save_estimate(
     path: str | os.PathLike,
     t: np.ndarray,
     K: np.ndarray,
     B: np.ndarray | None = None,
     I: np.ndarray | float | None = None,
+    *,
+    meta: dict | None = None,
 ) -> Path:
-    """Write an impedance trajectory atomically to ``.npz`` or ``.csv``.
+    """Write an impedance trajectory atomically to ``.npz``, ``.csv`` or MATLAB ``.mat``.
 
     Parameters
     ----------
@@ -250,23 +310,27 @@ def save_estimate(
     B : ndarray, shape (N,), optional
         Damping, Nms/rad.
     I : float or ndarray, shape (N,), optional
-        Inertia, kg m^2 (a scalar is stored as a scalar in ``.npz`` and repeated in ``.csv``).
+        Inertia, kg m^2 (a scalar is stored as a scalar in ``.npz``/``.mat`` and repeated in
+        ``.csv``).
+    meta : dict, optional
+        Provenance (method, parameters, source file): JSON text in a variable ``meta``
+        (``.npz``, ``.mat``; in MATLAB ``jsondecode(meta)``); not written to ``.csv``, which
+        stays a plain table any tool reads.
 
     Returns
     -------
     pathlib.Path
-        The written file. ``.npz`` holds arrays ``t``, ``K`` and, when given, ``B``, ``I``;
-        ``.csv`` a header ``t,K[,B][,I]`` and one line per sample (17 significant digits).
+        The written file. ``.npz``/``.mat`` hold variables ``t``, ``K`` and, when given,
+        ``B``, ``I``; ``.csv`` a header ``t,K[,B][,I]`` and one line per sample, each number
+        the shortest text that reads back exactly.
 
     Raises
     ------
     DataError
         Unsupported suffix, shape mismatch or non-finite time.
     """
-    p = Path(path)
+    p = check_estimate_path(path)
     suffix = p.suffix.lower()
-    if suffix not in (".npz", ".csv"):
-        raise DataError(f"{p}: unsupported estimate format {p.suffix!r}; use .npz or .csv.")
     t = np.asarray(t, dtype=float)
     if t.ndim != 1 or not np.all(np.isfinite(t)):
         raise DataError(f"{p}: t must be a finite 1-D time vector; got shape {t.shape}.")
@@ -281,17 +345,24 @@ def save_estimate(
         if a.shape != t.shape:
             raise DataError(f"{p}: {name} must have the shape of t {t.shape}; got {a.shape}.")
         cols[name] = a
-    if not p.parent.is_dir():
-        raise FileNotFoundError(f"directory does not exist: {p.parent}")
+    meta_txt = None if meta is None else json.dumps(meta, default=str)
+    if suffix == ".csv":
+        data = _csv_text(cols, t.size)
+    else:
+        buf = io.BytesIO()
+        extra = {} if meta_txt is None else {"meta": np.asarray(meta_txt)}
+        if suffix == ".npz":
+            np.savez(buf, **cols, **extra)
+        else:
+            from scipy.io import savemat
+
+            savemat(buf, {k: (v[:, None] if v.ndim == 1 else v) for k, v in cols.items()}
+                    | extra, do_compression=True)
+        data = buf.getvalue()
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            if suffix == ".npz":
-                np.savez(fh, **cols)
-            else:
-                table = np.column_stack([np.broadcast_to(v, t.shape) for v in cols.values()])
-                fh.write((",".join(cols) + "\n").encode())
-                np.savetxt(fh, table, delimiter=",", fmt="%.17g")
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; give the usual permissions of a data file

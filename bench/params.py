@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -181,9 +182,76 @@ def get_params(obj: Any) -> dict[str, Any]:
     }
 
 
-def describe(cls: type) -> list[tuple[str, Any, str]]:
-    """List ``(name, default, constraint text)`` for each keyword parameter of ``cls``."""
+_ROLE = re.compile(r":[a-z:]+:`~?([^`]+)`")
+
+
+def _plain_text(text: str) -> str:
+    """Docstring text without Sphinx roles and literal quotes."""
+    text = _ROLE.sub(lambda m: m.group(1).split(".")[-1], text)
+    return " ".join(text.replace("``", "").split())
+
+
+_STOP = re.compile(r"\.(?=\s+[A-Z(]|$)")
+_ABBREV = ("Sec", "Eq", "Fig", "e.g", "i.e", "vs", "Ref", "App", "Tab", "cf", "approx")
+
+
+def _first_sentence(text: str) -> str:
+    for m in _STOP.finditer(text):
+        if not text[: m.start()].endswith(_ABBREV):
+            return text[: m.end()]
+    return text
+_TYPES = {"int", "float", "bool", "str", "array", "ndarray", "array-like", "callable", "dict",
+          "list", "tuple", "optional", "object", "none"}
+
+
+def _units(kind: str, n: int) -> list[str]:
+    """Units from a numpydoc type line (``float, Hz``; ``rad, Hz`` for two names)."""
+    if kind.strip().startswith("{"):
+        return [""] * n
+    parts = [q.strip() for q in kind.split(",")]
+    parts = [q for q in parts if q and q.split()[0].lower() not in _TYPES
+             and not q.lower().startswith(("default", "shape"))
+             and not any(ch in q for ch in "()[]{}")]
+    if len(parts) == n:
+        return parts
+    return [", ".join(parts)] * n if parts else [""] * n
+
+
+def param_docs(cls: type) -> dict[str, str]:
+    """Meaning of each parameter from the numpydoc ``Parameters`` section of ``cls``'s
+    docstring: its unit from the type line (``[Hz]``) and the first sentence."""
+    lines = (inspect.getdoc(cls) or "").splitlines()
+    try:
+        start = next(i for i, ln in enumerate(lines[:-1])
+                     if ln.strip() == "Parameters" and set(lines[i + 1].strip()) == {"-"})
+    except StopIteration:
+        return {}
+    entries: list[tuple[list[str], list[str], list[str]]] = []  # names, units, text lines
+    for i in range(start + 2, len(lines)):
+        ln = lines[i]
+        if ln and not ln[0].isspace():
+            if i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"}:
+                break  # the next section
+            head, _, kind = ln.partition(" : ")
+            names = [n.strip() for n in head.split(",") if n.strip().isidentifier()]
+            if names:
+                entries.append((names, _units(kind, len(names)), []))
+        elif ln.strip() and entries:
+            entries[-1][2].append(ln.strip())
+    out: dict[str, str] = {}
+    for names, units, text in entries:
+        body = _plain_text(" ".join(text))
+        first = _first_sentence(body)
+        for name, unit in zip(names, units):
+            out[name] = (f"[{_plain_text(unit)}] " if unit else "") + first
+    return {k: v.strip() for k, v in out.items() if v.strip()}
+
+
+def describe(cls: type) -> list[tuple[str, Any, str, str]]:
+    """List ``(name, default, constraint text, meaning)`` for each keyword parameter of
+    ``cls`` (meaning and unit from its docstring, :func:`param_docs`)."""
     constraints = getattr(cls, "_parameter_constraints", {})
+    docs = param_docs(cls)
     out = []
     for p in inspect.signature(cls.__init__).parameters.values():
         if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
@@ -191,5 +259,5 @@ def describe(cls: type) -> list[tuple[str, Any, str]]:
         cons = constraints.get(p.name, [])
         txt = "any" if cons == "no_validation" else " or ".join(_constraint_str(c) for c in cons)
         default = None if p.default is inspect.Parameter.empty else p.default
-        out.append((p.name, default, txt))
+        out.append((p.name, default, txt, docs.get(p.name, "")))
     return out

@@ -1,10 +1,13 @@
-"""Registry of estimators, calibrators and plants by name.
+"""Registry of estimators, calibrators, plants, tasks, layouts and commands by name.
 
 Built-ins and third-party plugins register through the entry-point groups
-``impbench.estimators``, ``impbench.calibrators`` and ``impbench.plants``; a scenario
-may also name any class as ``"module:Class"``. Names that do not resolve raise a
-:class:`~bench.errors.RegistryError` listing the valid names; an entry point whose
-module fails to import is reported as *not available* with the reason.
+``impbench.<kind>`` (``impbench.estimators``, ``impbench.calibrators``, ``impbench.plants``,
+``impbench.tasks``, ``impbench.layouts``, ``impbench.commands``); a scenario may also name
+any class as ``"module:Class"``. Listing a kind reads the installed metadata only; a backend
+is imported when it is resolved (so ``impbench validate`` on an impedance scenario never
+imports JAX). Names that do not resolve raise a :class:`~bench.errors.RegistryError` listing
+the valid names; an entry point whose module fails to import is reported as *not available*
+with the reason.
 """
 
 from __future__ import annotations
@@ -17,58 +20,63 @@ from importlib.metadata import entry_points
 
 from bench.errors import RegistryError
 
-__all__ = ["KINDS", "Entry", "available", "entries", "resolve"]
+__all__ = ["BACKEND_KINDS", "KINDS", "Entry", "available", "entries", "resolve"]
 
-KINDS = ("estimators", "calibrators", "plants")
+KINDS = ("estimators", "calibrators", "plants", "tasks", "layouts", "commands")
+#: The kinds ``impbench list`` shows by default.
+BACKEND_KINDS = ("estimators", "calibrators", "plants", "layouts")
+
+
+@cache
+def _load_target(target: str) -> tuple[object | None, str | None]:
+    module, _, attr = target.partition(":")
+    try:
+        mod = importlib.import_module(module)
+        return getattr(mod, attr), None
+    except Exception as exc:  # a broken plugin must not break the bench
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered backend."""
+    """One registered backend (imported on first use of :attr:`obj`)."""
 
     kind: str
     name: str
     target: str
-    obj: type | None
-    error: str | None
+
+    @property
+    def obj(self) -> object | None:
+        """The registered object, or None when it failed to load."""
+        return _load_target(self.target)[0]
+
+    @property
+    def error(self) -> str | None:
+        """Why it failed to load, or None."""
+        return _load_target(self.target)[1]
 
     @property
     def available(self) -> bool:
         return self.obj is not None
 
 
-def _load(target: str) -> type:
-    module, _, attr = target.partition(":")
-    if not attr:
-        raise RegistryError(f"{target!r} is not of the form 'module:Class'.")
-    mod = importlib.import_module(module)
-    try:
-        return getattr(mod, attr)
-    except AttributeError as exc:
-        raise RegistryError(f"module {module!r} has no attribute {attr!r}") from exc
-
-
 @cache
 def entries(kind: str) -> dict[str, Entry]:
-    """All backends of ``kind`` registered through entry points, loaded (cached)."""
+    """All backends of ``kind`` registered through entry points (not imported)."""
     if kind not in KINDS:
         raise RegistryError(f"unknown registry kind {kind!r}; expected one of {KINDS}")
     out: dict[str, Entry] = {}
     for ep in entry_points(group=f"impbench.{kind}"):
-        try:
-            obj, err = ep.load(), None
-        except Exception as exc:  # a broken plugin must not break the bench
-            obj, err = None, f"{type(exc).__name__}: {exc}"
         if ep.name in out and out[ep.name].target != ep.value:
             raise RegistryError(
                 f"{kind} name {ep.name!r} is registered twice: {out[ep.name].target} and {ep.value}"
             )
-        out[ep.name] = Entry(kind, ep.name, ep.value, obj, err)
+        out[ep.name] = Entry(kind, ep.name, ep.value)
     return out
 
 
 def available(kind: str) -> list[str]:
-    """Sorted names of the backends of ``kind`` that loaded."""
+    """Sorted names of the backends of ``kind`` that load (imports them all)."""
     return sorted(n for n, e in entries(kind).items() if e.available)
 
 
@@ -81,10 +89,19 @@ def resolve(kind: str, name: str) -> type:
         Unknown name (with close matches), or a plugin that failed to load (with why).
     """
     if ":" in name:
+        module, _, attr = name.partition(":")
+        if not module or not attr:
+            raise RegistryError(f"{name!r} is not of the form 'module:Class'.")
         try:
-            return _load(name)
-        except (ImportError, RegistryError) as exc:
-            raise RegistryError(f"cannot load {kind[:-1]} {name!r}: {exc}") from exc
+            mod = importlib.import_module(module)
+        except Exception as exc:
+            raise RegistryError(f"cannot load {kind[:-1]} {name!r}: "
+                                f"{type(exc).__name__}: {exc}") from exc
+        try:
+            return getattr(mod, attr)
+        except AttributeError:
+            raise RegistryError(f"cannot load {kind[:-1]} {name!r}: module {module!r} has no "
+                                f"attribute {attr!r}") from None
     reg = entries(kind)
     if name not in reg:
         close = difflib.get_close_matches(name, list(reg), n=3)

@@ -1,45 +1,43 @@
 """Scenario runner: expand the grid, run the unfinished (cell, seed) x method work, resume.
 
-Work unit = one (cell, seed): the plant is simulated once with
-:func:`bench.grid.unit_rng` and every pending method runs on the same data. Each method's
-result is written by the worker as its own record file the moment it is finished
-(:mod:`bench.store`), so a ``kill -9`` loses at most the methods still running. A rerun skips
-every (unit, method) that has an ``ok`` or ``failed`` record; a method added to the
-scenario later runs alone on data re-simulated deterministically from the seed.
+Work item = one (data id, seed) (:func:`bench.grid.work_items`): the plant is simulated once
+with :func:`bench.grid.unit_rng`, and the scenario's task adapter (:mod:`bench.task`, found
+through the registry) runs every pending method of every cell that shares that draw. Each
+(cell, method) result is written by the worker as its own record file the moment the task
+yields it (:mod:`bench.store`), so a ``kill -9`` loses at most the methods still running. A
+rerun skips every (unit, method) that has an ``ok`` or ``failed`` record; a method added to
+the scenario later runs alone on data re-simulated deterministically from the seed.
 
-Scoring: against ``truth.K`` (N,), or, when the plant reports per-realization truth
-``truth.K_r`` (R, N) (jitter, time warping), per realization (:func:`_scored_pair`).
-
-Failure capture: an exception raised by a method (or by the plant, for all methods of the
-unit), an all-NaN stiffness or a NaN metric gives ``status="failed"`` with the reason
-(exception type and message) and the run goes on. Registered-but-unloadable methods get
-``status="unavailable"``. Per method the worker measures the wall time
-(:func:`time.perf_counter`) and the peak of traced Python/numpy allocations
-(:mod:`tracemalloc`, MiB; tracing slows allocation-heavy Python code somewhat).
+The runner knows no data type: what the plant returns goes to the task adapter unopened.
+Failure capture: an exception raised by the plant fails every method of its work item; the
+task adapter reports method failures itself (status ``failed`` with the reason), and a task
+adapter that raises fails the (cell, method) pairs it had not reported yet. Registered but
+unloadable methods get ``status="unavailable"``.
 """
 
 from __future__ import annotations
 
+import os
 import time
-import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bench import metrics as _metrics
 from bench import registry, store
-from bench.executors import get_executor
-from bench.grid import unit_rng, units
+from bench.executors import Executor, SerialExecutor, get_executor
+from bench.grid import unit_rng, units, work_items
 from bench.scenario import Scenario
-from bench.types import Realizations
+from bench.task import CellWork, MethodWork, Outcome
 
-__all__ = ["RunSummary", "run_scenario", "run_unit"]
+__all__ = ["ADAPTIVE_SECONDS", "RunSummary", "plan_of", "run_scenario", "run_work_item"]
+
+#: With ``jobs=None`` the first work item runs in this process; the rest go to a pool of
+#: worker processes only when it took longer than this (s): starting a worker and importing
+#: the plugins costs about 2-4 s, so small grids finish sooner in one process.
+ADAPTIVE_SECONDS = 2.0
 
 
 @dataclass
@@ -57,7 +55,10 @@ class RunSummary:
     computed : dict
         Records written in this run by status (``ok``, ``failed``, ``unavailable``).
     crashed : list of str
-        Units whose worker died or could not be reached (nothing recorded; a rerun retries).
+        Work items whose worker died or could not be reached (nothing recorded; a rerun
+        retries), as ``data_id:seed``.
+    jobs : int
+        Worker processes used (1: this process).
     wall_s : float
         Wall time of the run, s.
     """
@@ -67,21 +68,8 @@ class RunSummary:
     skipped_units: int = 0
     computed: dict = field(default_factory=lambda: {"ok": 0, "failed": 0, "unavailable": 0})
     crashed: list = field(default_factory=list)
+    jobs: int = 1
     wall_s: float = 0.0
-
-
-@cache
-def _load(kind: str, name: str) -> type:
-    """Load one backend in a worker without importing every registered plugin.
-
-    Same result as :func:`bench.registry.resolve` (which it falls back to for ``module:Class``
-    names and for its error messages), but a worker only imports what its unit uses.
-    """
-    if ":" not in name:
-        eps = entry_points(group=f"impbench.{kind}", name=name)
-        if len(eps) == 1:
-            return next(iter(eps)).load()
-    return registry.resolve(kind, name)
 
 
 def _reason(exc: BaseException) -> str:
@@ -89,164 +77,127 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}"[:500]
 
 
-def _info(info: dict) -> dict:
-    """JSON-safe scalar subset of an estimate's ``info``."""
-    out = {}
-    for k, v in (info or {}).items():
-        if isinstance(v, (str, bool, int, float)) or v is None:
-            out[str(k)] = v
-        elif isinstance(v, np.generic) and v.size == 1:
-            out[str(k)] = v.item()
-    return out
-
-
-def _score(names: list[str], k_true: np.ndarray, k_est: np.ndarray) -> dict[str, float]:
-    out = {}
-    for name in names:
-        fn = getattr(_metrics, name)
-        out[name] = fn(k_est) if name == "nan_share" else fn(k_true, k_est)
-    return out
-
-
-def _scored_pair(data: Realizations, est: Any) -> tuple[np.ndarray, np.ndarray, str]:
-    """True and estimated K to score, and which pair it is.
-
-    When the realizations differ (``truth.K_r`` (R, N), e.g. jittered or warped time
-    variation) the metrics compare per-realization arrays: the estimate's
-    ``info["K_record"]`` (R, N) when it has one (alignment, single-record estimators), else
-    its phase trajectory ``K`` broadcast to every realization. That is the honest error under
-    misalignment. Otherwise ``truth.K`` (N,) against ``K`` (N,).
-    """
-    truth = data.truth
-    K_r = getattr(truth, "K_r", None)
-    if K_r is not None and np.shape(K_r) == (data.R, data.N):
-        rec = est.info.get("K_record") if isinstance(est.info, dict) else None
-        if rec is not None and np.shape(rec) == (data.R, data.N):
-            return np.asarray(K_r, dtype=float), np.asarray(rec, dtype=float), "K_record"
-        return (np.asarray(K_r, dtype=float),
-                np.broadcast_to(np.asarray(est.K, dtype=float), (data.R, data.N)),
-                "K_broadcast")
-    return np.asarray(truth.K, dtype=float), est.K, "K"
-
-
-def _run_method(m: dict, data: Realizations, task: dict, base: dict) -> dict:
-    rec = {**base, "method": m["name"], "label": m["label"], "method_key": m["key"],
-           "params": m["params"], "status": "ok", "reason": "", "metrics": {},
-           "wall_time_s": None, "peak_mem_mib": None, "arrays": None, "info": {}}
-    out = Path(task["out"])
-    tracemalloc.start()
-    tracemalloc.clear_traces()
-    t0 = time.perf_counter()
-    try:
-        est = _load("estimators", m["name"])(**m["params"]).estimate(data)
-        rec["wall_time_s"] = time.perf_counter() - t0
-        rec["peak_mem_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
-    except Exception as exc:  # failure capture: recorded, the run goes on
-        rec["wall_time_s"] = time.perf_counter() - t0
-        rec["status"], rec["reason"] = "failed", _reason(exc)
-        return rec
-    finally:
-        tracemalloc.stop()
-    rec["info"] = _info(est.info)
-    truth = data.truth
-    apath = store.array_path(out, base["unit_id"], m["key"])
-    store.save_arrays(
-        apath, t=data.t, K=est.K, K_true=truth.K, B=est.B, B_true=truth.B,
-        I=None if est.I is None else np.asarray(est.I, dtype=float),
-    )
-    rec["arrays"] = str(apath.relative_to(out))
-    if not np.any(np.isfinite(est.K)):
-        rec["status"], rec["reason"] = "failed", "estimate K is NaN everywhere"
-        return rec
-    k_true, k_est, rec["info"]["scored_on"] = _scored_pair(data, est)
-    try:
-        rec["metrics"] = _score(task["metrics"], k_true, k_est)
-    except Exception as exc:
-        rec["status"], rec["reason"] = "failed", f"metric: {_reason(exc)}"
-        return rec
-    rec["status"], rec["reason"], note = metric_status(task["metrics"], rec["metrics"])
-    if note:
-        rec["info"]["metric_note"] = note
+def _record(item: dict, cell: dict, m: dict, **fields: Any) -> dict:
+    rec = {"scenario": item["scenario"], "cell_id": cell["cell_id"], "unit_id": cell["unit_id"],
+           "seed": item["seed"], "factors": cell["factors"], "plant": item["plant"],
+           "sim_time_s": item.get("sim_time_s"), "method": m["name"], "label": m["label"],
+           "method_key": m["key"], "params": m["params"], "status": "ok", "reason": "",
+           "metrics": {}, "wall_time_s": None, "peak_mem_mib": None, "arrays": None,
+           "info": {}}
+    rec.update(fields)
     return rec
 
 
-def metric_status(names: list[str], values: dict) -> tuple[str, str | None, str | None]:
-    """Status from the metric values: the scenario's first metric is the primary one.
+def run_work_item(item: dict) -> list[dict]:
+    """Simulate one (data id, seed) draw and run its pending (cell, method) pairs.
 
-    A NaN primary metric fails the record. A NaN secondary metric does not: some are
-    undefined for a valid estimate (r2 against a constant true stiffness, the "none" and
-    "B" variations), so it stays NaN in the table with a note.
-
-    Returns
-    -------
-    (status, reason, note)
-    """
-    nan = [k for k in names if not np.isfinite(values.get(k, np.nan))]
-    if names and names[0] in nan:
-        return "failed", f"metric {', '.join(nan)} is NaN", None
-    return "ok", "", (f"undefined (NaN): {', '.join(nan)}" if nan else None)
-
-
-def run_unit(task: dict) -> list[dict]:
-    """Simulate one (cell, seed) unit and run its pending methods (worker entry point).
+    The worker entry point of every executor.
 
     Parameters
     ----------
-    task : dict
-        ``out``, ``scenario``, ``plant``, ``plant_params``, ``cell_id``, ``unit_id``, ``seed``,
-        ``factors``, ``metrics`` and ``methods`` (each ``name``, ``label``, ``params``, ``key``).
+    item : dict
+        ``out``, ``scenario``, ``task``, ``plant``, ``plant_params``, ``data_id``, ``seed``,
+        ``metrics`` and ``cells`` (each ``cell_id``, ``unit_id``, ``factors``, ``settings``,
+        ``method_params`` and ``methods``: ``name``, ``label``, ``key``, ``params``).
 
     Returns
     -------
     list of dict
-        The records written, one per method.
+        The records written, one per (cell, method).
     """
-    # Parallelism is across units: each unit runs with single-threaded BLAS/OpenMP, so N
+    # Parallelism is across work items: each runs with single-threaded BLAS/OpenMP, so N
     # workers on N cores do not oversubscribe them (measured: bIRF at 50 s took 4.5 s with
     # default threads on a loaded 2-core machine and 0.26 s with one thread), and every
     # executor computes with the same thread count, hence bit-identical results.
     with threadpool_limits(limits=1):
-        return _run_unit(task)
+        return _run_work_item(item)
 
 
-def _run_unit(task: dict) -> list[dict]:
-    out = Path(task["out"])
-    base = {k: task[k] for k in ("scenario", "cell_id", "unit_id", "seed", "factors", "plant")}
+def _run_work_item(item: dict) -> list[dict]:
+    out = Path(item["out"])
+    item = dict(item)
     t0 = time.perf_counter()
     try:
-        plant = _load("plants", task["plant"])(**task["plant_params"])
-        data = plant.simulate(unit_rng(task["cell_id"], task["seed"]))
-        if not isinstance(data, Realizations) or data.truth is None:
-            raise TypeError(
-                f"plant {task['plant']!r} returned {type(data).__name__} without ground truth; "
-                "impedance scenarios need Realizations with truth.K"
-            )
+        plant = registry.resolve("plants", item["plant"])(**item["plant_params"])
+        data = plant.simulate(unit_rng(item["data_id"], item["seed"]))
         err = None
-    except Exception as exc:  # the plant failed: every method of the unit fails with it
+    except Exception as exc:  # the plant failed: every method of the item fails with it
         err = f"plant: {_reason(exc)}"
-    base["sim_time_s"] = time.perf_counter() - t0
-    records = []
-    for m in task["methods"]:
-        if err is not None:
-            rec = {**base, "method": m["name"], "label": m["label"], "method_key": m["key"],
-                   "params": m["params"], "status": "failed", "reason": err, "metrics": {},
-                   "wall_time_s": None, "peak_mem_mib": None, "arrays": None, "info": {}}
-        else:
-            rec = _run_method(m, data, task, base)
+    item["sim_time_s"] = time.perf_counter() - t0
+    records: list[dict] = []
+    pending = {(c["unit_id"], m["key"]): (c, m) for c in item["cells"] for m in c["methods"]}
+    if err is None:
+        cells = [CellWork(c["cell_id"], c["unit_id"], c["factors"], c["settings"],
+                          c["method_params"],
+                          tuple(MethodWork(m["name"], m["label"], m["key"], m["params"])
+                                for m in c["methods"]))
+                 for c in item["cells"]]
+        try:
+            task = registry.resolve("tasks", item["task"])()
+            for oc in task.run(data, cells, out, list(item["metrics"])):
+                _write(oc, item, pending, records, out)
+        except Exception as exc:  # a task adapter bug: what it did not report fails
+            err = f"task {item['task']}: {_reason(exc)}"
+    for c, m in list(pending.values()):
+        rec = _record(item, c, m, status="failed", reason=err or "task gave no result")
         store.write_record(out, rec)
         records.append(rec)
     return records
+
+
+def _write(oc: Outcome, item: dict, pending: dict, records: list, out: Path) -> None:
+    key = (oc.cell.unit_id, oc.method.key)
+    c, m = pending.pop(key)
+    rec = _record(item, c, m, status=oc.status, reason=oc.reason, metrics=oc.metrics,
+                  info=oc.info, arrays=oc.arrays, wall_time_s=oc.wall_time_s,
+                  peak_mem_mib=oc.peak_mem_mib)
+    store.write_record(out, rec)
+    records.append(rec)
 
 
 def plan_of(scenario: Scenario) -> dict:
     """The scenario description plus its units (what ``OUT/scenario.json`` holds)."""
     plan = scenario.to_dict()
     plan["units"] = [
-        {"unit_id": u.unit_id, "cell_id": u.cell.cell_id, "seed": u.seed,
-         "factors": u.cell.factors}
+        {"unit_id": u.unit_id, "cell_id": u.cell.cell_id, "data_id": u.cell.data_id,
+         "seed": u.seed, "factors": u.cell.factors}
         for u in units(scenario)
     ]
     return plan
+
+
+def _items(scenario: Scenario, out: Path, done: set, summary: RunSummary) -> list[dict]:
+    ready = [m for m in scenario.methods if m.status == "ok"]
+    items = []
+    for data, seed, group in work_items(units(scenario)):
+        cells = []
+        for u in group:
+            for m in scenario.methods:
+                if m.status == "unavailable":
+                    store.write_record(out, _record(
+                        {"scenario": scenario.name, "seed": seed, "plant": scenario.plant.name},
+                        {"cell_id": u.cell.cell_id, "unit_id": u.unit_id,
+                         "factors": u.cell.factors},
+                        {"name": m.name, "label": m.label, "key": m.key, "params": m.params},
+                        status="unavailable", reason=m.reason))
+                    summary.computed["unavailable"] += 1
+            pending = [m for m in ready if (u.unit_id, m.key) not in done]
+            if not pending:
+                summary.skipped_units += 1
+                continue
+            cells.append({
+                "cell_id": u.cell.cell_id, "unit_id": u.unit_id, "factors": u.cell.factors,
+                "settings": u.cell.settings, "method_params": u.cell.method_params,
+                "methods": [{"name": m.name, "label": m.label, "key": m.key,
+                             "params": {**m.params, **{f: u.cell.method_params[f]
+                                                       for f in m.factors}}}
+                            for m in pending]})
+        if cells:
+            items.append({"out": str(out), "scenario": scenario.name, "task": scenario.task,
+                          "plant": scenario.plant.name, "plant_params": group[0].cell.params,
+                          "data_id": data, "seed": seed, "metrics": list(scenario.metrics),
+                          "cells": cells})
+    return items
 
 
 def run_scenario(
@@ -254,7 +205,7 @@ def run_scenario(
     out: str | Path,
     *,
     jobs: int | None = None,
-    executor: str = "local",
+    executor: str | Executor = "local",
     progress: bool = True,
     force: bool = False,
     log: Callable[[str], Any] | None = None,
@@ -268,16 +219,19 @@ def run_scenario(
     out : str or Path
         Run directory (created); existing finished records are reused (resume).
     jobs : int, optional
-        Worker processes (default: number of cores); ``1`` runs in this process.
-    executor : str
-        Name in :data:`bench.executors.EXECUTORS`.
+        Worker processes. Default (None) with the local executor: the first work item runs
+        in this process and the rest on ``min(cores, items left)`` processes only when it
+        took longer than :data:`ADAPTIVE_SECONDS` (small grids are faster in one process);
+        ``1`` runs everything in this process.
+    executor : str or Executor
+        Name in :data:`bench.executors.EXECUTORS`, or an executor.
     progress : bool
-        Show a rich progress bar (on stderr).
+        Show a progress bar with the records done and the time left (on stderr).
     force : bool
         Recompute every (unit, method), overwriting finished records (e.g. after changing a
         backend's code: the cell ids hash the configuration, not the code version).
     log : callable, optional
-        Receives one line per crashed unit.
+        Receives one line per crashed work item.
 
     Returns
     -------
@@ -286,53 +240,53 @@ def run_scenario(
     t_start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    store.write_plan(out, plan_of(scenario))
-    summary = RunSummary(out=out)
-    all_units = units(scenario)
-    summary.units = len(all_units)
+    plan = plan_of(scenario)
+    store.write_plan(out, plan)
+    summary = RunSummary(out=out, units=len(plan["units"]))
     done = set() if force else store.finished(out)
-    ready = [m for m in scenario.methods if m.status == "ok"]
-    tasks = []
-    for u in all_units:
-        base = {"scenario": scenario.name, "cell_id": u.cell.cell_id, "unit_id": u.unit_id,
-                "seed": u.seed, "factors": u.cell.factors, "plant": scenario.plant.name}
-        for m in scenario.methods:
-            if m.status == "unavailable":
-                store.write_record(out, {
-                    **base, "method": m.name, "label": m.label, "method_key": m.key,
-                    "params": m.params, "status": "unavailable", "reason": m.reason,
-                    "metrics": {}, "wall_time_s": None, "peak_mem_mib": None,
-                    "sim_time_s": None, "arrays": None, "info": {}})
-                summary.computed["unavailable"] += 1
-        pending = [m for m in ready if (u.unit_id, m.key) not in done]
-        if not pending:
-            summary.skipped_units += 1
-            continue
-        tasks.append({
-            **base, "out": str(out), "plant_params": u.cell.params,
-            "metrics": list(scenario.metrics),
-            "methods": [{"name": m.name, "label": m.label, "params": m.params, "key": m.key}
-                        for m in pending],
-        })
-    if tasks:
+    items = _items(scenario, out, done, summary)
+    if items:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
+        total = sum(len(c["methods"]) for it in items for c in it["cells"])
         bar = Progress("[progress.description]{task.description}", BarColumn(),
-                       MofNCompleteColumn(), TimeElapsedColumn(),
+                       MofNCompleteColumn(), TimeElapsedColumn(), "eta", TimeRemainingColumn(),
                        console=Console(stderr=True), disable=not progress)
-        with bar, get_executor(executor, jobs) as ex:
-            tid = bar.add_task(f"{scenario.name}", total=len(tasks))
-            for i, recs, err in ex.imap_unordered(run_unit, tasks):
-                if err is not None:
-                    summary.crashed.append(tasks[i]["unit_id"])
-                    if log is not None:
-                        log(f"unit {tasks[i]['unit_id']} {tasks[i]['factors']} seed "
-                            f"{tasks[i]['seed']}: worker error {_reason(err)} (rerun retries)")
-                else:
+        with bar:
+            tid = bar.add_task(f"{scenario.name} records", total=total)
+
+            def consume(ex: Executor, batch: list[dict]) -> None:
+                for i, recs, err in ex.imap_unordered(run_work_item, batch):
+                    if err is not None:
+                        it = batch[i]
+                        summary.crashed.append(f"{it['data_id']}:{it['seed']}")
+                        if log is not None:
+                            log(f"work item {it['data_id']} seed {it['seed']}: worker error "
+                                f"{_reason(err)} (rerun retries)")
+                        bar.advance(tid, sum(len(c["methods"]) for c in it["cells"]))
+                        continue
                     for r in recs:
                         summary.computed[r["status"]] += 1
-                bar.advance(tid)
+                    bar.advance(tid, len(recs))
+
+            adaptive = jobs is None and executor == "local"
+            if adaptive:
+                t_first = time.perf_counter()
+                consume(SerialExecutor(), items[:1])
+                items = items[1:]
+                slow = time.perf_counter() - t_first > ADAPTIVE_SECONDS
+                jobs = min(os.cpu_count() or 1, len(items)) if slow and len(items) > 1 else 1
+            if items:
+                with get_executor(executor, jobs) as ex:
+                    summary.jobs = getattr(ex, "jobs", 1)
+                    consume(ex, items)
     store.consolidate(out)
     summary.wall_s = time.perf_counter() - t_start
     return summary

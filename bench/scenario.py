@@ -1,58 +1,78 @@
-"""Scenario files: schema, YAML loading with line numbers, whole-grid validation.
+"""Scenario files: one schema for every study, validated whole before anything runs.
 
-A scenario YAML declares one study (DESIGN.md "Scenario -> grid -> cells -> results"):
+A scenario YAML declares one study (``docs/architecture.md``, "Scenario -> grid -> units ->
+task -> records -> table -> layout"):
 
 .. code-block:: yaml
 
     name: quickstart
     plant: {name: msd, params: {duration: 25, variation: K}}
     grid: {perturbation: [fgwn, prbs], snr_db: [0, 10]}
+    exclude: []                      # cells to leave out: [{perturbation: prbs, snr_db: 10}]
     methods: [{name: eirf}, {name: sds, label: SDS, params: {}}]
     seeds: [0, 1]
     metrics: [stiffness_error, nan_share]
-    layout: {split: perturbation, rows: [snr_db], baseline: {snr_db: 0}}
-    reference: {source: "004 Table III", table: {fgwn: {snr_db: {0: {eirf: 117.7}}}}}
+    layout: {name: table, split: perturbation, rows: [snr_db], baseline: {snr_db: 0}}
+    reference: {source: "Ludvig 2011 Table III", table: {fgwn: {snr_db: {0: {eirf: 117.7}}}}}
+
+The methods are estimators *or* calibrators (resolved by the registry); the task they do
+(:mod:`bench.task`) decides which settings, metrics and layouts the scenario may use. A grid
+factor is a plant parameter, a task setting (e.g. the calibration objective's ``alpha``) or
+a parameter of one or more methods; every level is checked against the declared
+constraints of whoever takes it.
 
 Loading is two-phased and collects *every* error before raising: the structure is checked
 by pydantic models (unknown keys, wrong types), then the content against the registry
-(plant and method names, each parameter and every grid level against the declared
-``_parameter_constraints``, every grid cell instantiated, layout and reference consistent
-with the grid). Each error reads ``FILE:LINE: field.path: message``; the line comes from the
-YAML node marks of :func:`yaml.compose`.
+(plant and method names, every parameter and grid level, every cell's plant constructed
+once, the task's cross-checks, the layout's options and reference). Each error reads
+``FILE:LINE: field.path: message``; the file is read by the hardened reader of
+:mod:`bench.yamlfile`. Every check is linear in the file's size.
+
+**Sizes.** A scenario may have at most :data:`MAX_CELLS` cells and :data:`MAX_RECORDS`
+(cell x seed x method) records: the runner lists every unit in ``scenario.json`` and writes
+one file per record, and the report reads them all back; beyond that a study should be split
+into several scenarios (the thesis simulation study has 480 cells and 12 960 records).
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
+import math
 import numbers
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
 from pydantic import ValidationError as _PydanticError
 
 from bench import registry
-from bench.base import Estimator, Plant
-from bench.errors import InvalidParameterError, RegistryError, ScenarioError
+from bench.base import Plant, task_of
+from bench.errors import InvalidParameterError, RegistryError
+from bench.layout import LayoutContext, ReferenceBase
 from bench.params import get_params, validate_params
+from bench.yamlfile import (
+    Collector,
+    FileValidationError,
+    Issue,
+    check_name,
+    pydantic_issues,
+    read_yaml,
+    valid_keys_hint,
+)
 
 __all__ = [
-    "METRICS",
+    "MAX_CELLS",
+    "MAX_RECORDS",
+    "MAX_SEED",
     "RESERVED_COLUMNS",
     "Issue",
-    "Layout",
     "MethodSpec",
     "PlantSpec",
-    "RefRecord",
-    "Reference",
     "Scenario",
     "ScenarioValidationError",
     "canonical_json",
@@ -60,121 +80,26 @@ __all__ = [
     "short_hash",
 ]
 
-#: Metric names a scenario may request (functions of ``bench.metrics`` on a K trajectory).
-METRICS = ("stiffness_error", "nan_share", "rmse", "nrmse", "r2", "vaf")
+#: Largest number of grid cells (after ``exclude``) a scenario may have.
+MAX_CELLS = 20_000
+#: Largest number of records (cells x seeds x methods) a scenario may ask for.
+MAX_RECORDS = 200_000
+#: Largest seed: seeds are stored as int64 in the results table.
+MAX_SEED = 2**63 - 1
 
 #: Column names of the result table that grid factors may not take.
 RESERVED_COLUMNS = frozenset(
     {
         "scenario", "cell_id", "unit_id", "seed", "plant", "method", "label", "method_key",
         "params", "status", "reason", "wall_time_s", "peak_mem_mib", "sim_time_s", "arrays",
-        "median", *METRICS,
+        "median", "task", "exclude",
     }
 )
 
-Path_ = tuple  # a field path such as ("methods", 0, "params", "window")
+#: A scenario file's errors (the located error type of :mod:`bench.yamlfile`).
+ScenarioValidationError = FileValidationError
 
-
-# --------------------------------------------------------------------------- errors
-
-
-@dataclass(frozen=True)
-class Issue:
-    """One validation problem, located in the scenario file."""
-
-    file: str
-    line: int
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.path}: {self.message}"
-
-
-class ScenarioValidationError(ScenarioError):
-    """A scenario file has one or more errors; :attr:`issues` lists all of them."""
-
-    def __init__(self, issues: list[Issue]) -> None:
-        self.issues = sorted(issues, key=lambda i: (i.file, i.line))
-        n = len(self.issues)
-        head = f"{n} error{'s' if n != 1 else ''} in scenario"
-        super().__init__(head + ":\n" + "\n".join(str(i) for i in self.issues))
-
-
-def _fmt_path(path: Path_) -> str:
-    out = ""
-    for p in path:
-        if isinstance(p, int) and not isinstance(p, bool):
-            out += f"[{p}]"
-        else:
-            out += ("." if out else "") + str(p)
-    return out or "<document>"
-
-
-class _Collector:
-    """Collects issues, mapping field paths to YAML lines."""
-
-    def __init__(self, file: str, lines: dict[Path_, int]) -> None:
-        self.file = file
-        self.lines = lines
-        self.issues: list[Issue] = []
-
-    def line_of(self, path: Path_) -> int:
-        p = tuple(path)
-        while p and p not in self.lines:
-            p = p[:-1]
-        return self.lines.get(p, 1)
-
-    def add(self, path: Path_, message: str) -> None:
-        issue = Issue(self.file, self.line_of(path), _fmt_path(tuple(path)), message)
-        if issue not in self.issues:
-            self.issues.append(issue)
-
-
-# --------------------------------------------------------------------------- YAML with lines
-
-
-def _compose(text: str, file: str) -> tuple[Any, dict[Path_, int], list[Issue]]:
-    """Parse YAML, returning the data, a map field path -> 1-based line, and issues."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        return None, {}, [Issue(file, line, "<document>", f"invalid YAML: {problem}")]
-    if root is None:
-        return None, {}, [Issue(file, 1, "<document>", "the file is empty")]
-    constructor = yaml.constructor.SafeConstructor()
-    try:
-        data = constructor.construct_document(root)
-    except yaml.YAMLError as exc:  # e.g. an unhashable key
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        return None, {}, [Issue(file, line, "<document>", f"invalid YAML: {exc}")]
-    lines: dict[Path_, int] = {(): root.start_mark.line + 1}
-    issues: list[Issue] = []
-
-    def walk(node: yaml.Node, path: Path_) -> None:
-        if isinstance(node, yaml.MappingNode):
-            seen: set = set()
-            for knode, vnode in node.value:
-                key = constructor.construct_object(knode, deep=True)
-                sub = (*path, key)
-                if key in seen:
-                    issues.append(
-                        Issue(file, knode.start_mark.line + 1, _fmt_path(sub), "duplicate key")
-                    )
-                seen.add(key)
-                lines[sub] = knode.start_mark.line + 1
-                walk(vnode, sub)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                lines[(*path, i)] = item.start_mark.line + 1
-                walk(item, (*path, i))
-
-    walk(root, ())
-    return data, lines, issues
+Path_ = tuple
 
 
 # --------------------------------------------------------------------------- structure
@@ -185,42 +110,30 @@ class _Strict(BaseModel):
 
 
 class _PlantModel(_Strict):
-    name: StrictStr = Field(min_length=1)
+    name: StrictStr = Field(min_length=1, max_length=300)
     params: dict[StrictStr, Any] = Field(default_factory=dict)
 
 
 class _MethodModel(_Strict):
-    name: StrictStr = Field(min_length=1)
-    label: StrictStr | None = Field(default=None, min_length=1)
+    name: StrictStr = Field(min_length=1, max_length=300)
+    label: StrictStr | None = Field(default=None, min_length=1, max_length=100)
     params: dict[StrictStr, Any] = Field(default_factory=dict)
 
 
-class _LayoutModel(_Strict):
-    split: StrictStr | None = None
-    rows: list[StrictStr] | None = None
-    rows_mode: Literal["one_at_a_time", "cross"] = "one_at_a_time"
-    columns: Literal["method"] = "method"
-    baseline: dict[StrictStr, Any] = Field(default_factory=dict)
-
-
-class _ReferenceModel(_Strict):
-    source: StrictStr = Field(min_length=1)
-    metric: StrictStr = "stiffness_error"
-    note: StrictStr = ""
-    values: list[dict[StrictStr, Any]] = Field(default_factory=list)
-    table: dict[Any, Any] = Field(default_factory=dict)
-
-
 class _ScenarioModel(_Strict):
-    name: StrictStr = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: StrictStr
     description: StrictStr = ""
     plant: _PlantModel
     grid: dict[StrictStr, list[Any]] = Field(default_factory=dict)
+    exclude: list[dict[StrictStr, Any]] = Field(default_factory=list)
     methods: list[_MethodModel] = Field(min_length=1)
     seeds: list[StrictInt] = Field(min_length=1)
-    metrics: list[StrictStr] = Field(default_factory=lambda: ["stiffness_error", "nan_share"])
-    layout: _LayoutModel | None = None
-    reference: _ReferenceModel | None = None
+    metrics: list[StrictStr] | None = None
+    layout: dict[StrictStr, Any] = Field(default_factory=dict)
+    reference: dict[StrictStr, Any] | None = None
+
+
+_SECTION_MODELS = {("plant",): _PlantModel, ("methods",): _MethodModel}
 
 
 # --------------------------------------------------------------------------- result types
@@ -253,6 +166,8 @@ class MethodSpec:
         ``unavailable`` when the entry point is registered but failed to load.
     reason : str
         Why it is unavailable.
+    factors : tuple of str
+        Grid factors that set one of its parameters.
     """
 
     name: str
@@ -261,69 +176,39 @@ class MethodSpec:
     key: str
     status: str = "ok"
     reason: str = ""
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Table layout of the report (the thesis's Table III or Table V).
-
-    ``split`` makes one table block per level; the columns are the methods. With
-    ``rows_mode="one_at_a_time"`` (004 Table III) ``rows`` lists the factors varied one at a
-    time around ``baseline`` (one level per grid factor). With ``rows_mode="cross"``
-    (004 Table V) the rows are the cartesian product of the ``rows`` factors' levels (first
-    factor outermost), every other factor held at ``baseline``; ``baseline`` then only picks
-    the cell of the estimated-vs-true K(t) figure.
-    """
-
-    split: str | None
-    rows: tuple[str, ...]
-    baseline: dict
-    rows_mode: str = "one_at_a_time"
-
-
-@dataclass(frozen=True)
-class RefRecord:
-    """One published value: applies to every cell whose parameters match ``where``.
-
-    ``kind="median"`` records hold the source's median over all cells of a split level.
-    ``value`` is None where the source reports a failure ("-").
-    """
-
-    where: dict
-    method: str
-    value: float | None
-    kind: str = "cell"
-
-
-@dataclass(frozen=True)
-class Reference:
-    """Published numbers printed beside ours."""
-
-    source: str
-    metric: str
-    note: str
-    records: tuple[RefRecord, ...]
+    factors: tuple = ()
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """A validated scenario. Build it with :func:`load_scenario`."""
+    """A validated scenario. Build it with :func:`load_scenario`.
+
+    ``cell_params`` holds one dict per cell: ``factors`` (factor -> level), ``params`` (the
+    plant's resolved parameters), ``settings`` (the task's resolved settings),
+    ``method_params`` (factor -> level for method-parameter factors), ``data_id`` (hash of
+    the plant and its parameters: cells with the same data id share one simulation per seed)
+    and ``cell_id``.
+    """
 
     name: str
     description: str
     file: str
+    task: str
     plant: PlantSpec
     grid: dict
+    factor_kinds: dict
+    exclude: tuple
     methods: tuple[MethodSpec, ...]
     seeds: tuple[int, ...]
     metrics: tuple[str, ...]
-    layout: Layout
-    reference: Reference | None
+    metric_info: dict
+    layout: dict
+    reference: dict | None
     cell_params: tuple[dict, ...] = field(default=(), repr=False)
 
     @property
     def n_cells(self) -> int:
-        """Number of grid cells (cartesian product of the levels)."""
+        """Number of grid cells (cartesian product of the levels, less ``exclude``)."""
         return len(self.cell_params)
 
     def to_dict(self) -> dict:
@@ -332,27 +217,21 @@ class Scenario:
             "name": self.name,
             "description": self.description,
             "file": self.file,
+            "task": self.task,
             "plant": {"name": self.plant.name, "params": _plain(self.plant.params)},
             "grid": _plain(self.grid),
+            "factor_kinds": dict(self.factor_kinds),
+            "exclude": _plain(list(self.exclude)),
             "methods": [
                 {"name": m.name, "label": m.label, "params": _plain(m.params), "key": m.key,
-                 "status": m.status, "reason": m.reason}
+                 "status": m.status, "reason": m.reason, "factors": list(m.factors)}
                 for m in self.methods
             ],
             "seeds": list(self.seeds),
             "metrics": list(self.metrics),
-            "layout": {"split": self.layout.split, "rows": list(self.layout.rows),
-                       "rows_mode": self.layout.rows_mode,
-                       "baseline": _plain(self.layout.baseline)},
-            "reference": None if self.reference is None else {
-                "source": self.reference.source, "metric": self.reference.metric,
-                "note": self.reference.note,
-                "records": [
-                    {"where": _plain(r.where), "method": r.method, "value": r.value,
-                     "kind": r.kind}
-                    for r in self.reference.records
-                ],
-            },
+            "metric_info": self.metric_info,
+            "layout": _plain(self.layout),
+            "reference": _plain(self.reference),
         }
 
 
@@ -367,6 +246,8 @@ def _jsonable(obj: Any) -> Any:
         return [_jsonable(v) for v in obj]
     if isinstance(obj, (bool, np.bool_)):
         return bool(obj)
+    if isinstance(obj, numbers.Integral) and abs(int(obj)) > 2**53:
+        return int(obj)  # exact: a float would merge neighbouring large integers
     if isinstance(obj, numbers.Real):
         return float(obj)
     if obj is None or isinstance(obj, str):
@@ -397,42 +278,19 @@ def short_hash(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
 
 
-def _same(a: Any, b: Any) -> bool:
-    return canonical_json(a) == canonical_json(b)
+def data_id(plant: str, params: dict) -> str:
+    """Id of the data a plant simulates: hash of its name and resolved parameters."""
+    return short_hash({"plant": plant, "params": params})
+
+
+def cell_id(plant: str, params: dict, settings: dict | None = None) -> str:
+    """Id of a cell; equals :func:`data_id` when the cell has no settings factors."""
+    if not settings:
+        return data_id(plant, params)
+    return short_hash({"plant": plant, "params": params, "settings": settings})
 
 
 # --------------------------------------------------------------------------- content checks
-
-
-def _suggest(loc: tuple) -> str:
-    """', did you mean ...? valid keys: ...' for an unknown key in a nested section."""
-    models = {"plant": _PlantModel, "methods": _MethodModel, "layout": _LayoutModel,
-              "reference": _ReferenceModel}
-    model = models.get(loc[0]) if len(loc) in (2, 3) else None
-    if model is None or (loc[0] == "methods") != (len(loc) == 3):
-        return ""
-    return _valid_keys(str(loc[-1]), list(model.model_fields))
-
-
-def _valid_keys(key: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{hint}; valid keys: {', '.join(valid)}"
-
-
-def _pydantic_issues(exc: _PydanticError, col: _Collector) -> None:
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key" + _suggest(loc)
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        elif "input" in err and err["type"] not in ("missing",):
-            given = err["input"]
-            if not isinstance(given, (dict, list)):
-                msg = f"{msg} (got {given!r})"
-        col.add(loc, msg)
 
 
 def _check_param(owner: str, cons: dict, key: str, value: Any) -> str | None:
@@ -443,281 +301,331 @@ def _check_param(owner: str, cons: dict, key: str, value: Any) -> str | None:
     return None
 
 
-def _check_plant(m: _ScenarioModel, col: _Collector) -> tuple[type | None, list[dict]]:
-    """Resolve the plant, check its params and every grid level; return the cell params."""
-    try:
-        cls = registry.resolve("plants", m.plant.name)
-    except RegistryError as exc:
-        col.add(("plant", "name"), str(exc))
-        return None, []
-    if not (isinstance(cls, type) and issubclass(cls, Plant)):
-        col.add(("plant", "name"), f"{m.plant.name!r} is not an impbench Plant class")
-        return None, []
-    cons = getattr(cls, "_parameter_constraints", {})
-    owner = cls.__name__
-    n0 = len(col.issues)
-    for key, value in m.plant.params.items():
-        err = _check_param(owner, cons, key, value)
-        if err:
-            col.add(("plant", "params", key), err)
-    for factor, levels in m.grid.items():
-        if factor in RESERVED_COLUMNS:
-            col.add(("grid", factor), f"{factor!r} is a reserved result column name")
-            continue
-        if factor in m.plant.params:
-            col.add(("grid", factor), "is also set in plant.params; give it in one place only")
-            continue
-        if not levels:
-            col.add(("grid", factor), "needs at least one level")
-            continue
-        if factor not in cons:
-            col.add(("grid", factor), _check_param(owner, cons, factor, levels[0]) or "")
-            continue
-        for i, level in enumerate(levels):
-            err = _check_param(owner, cons, factor, level)
-            if err:
-                col.add(("grid", factor, i), err)
-        for i, level in enumerate(levels):
-            if any(_same(level, other) for other in levels[:i]):
-                col.add(("grid", factor, i), f"duplicate level {level!r}")
-    if len(col.issues) > n0:
-        return cls, []
-    # Every cell must construct: cross-parameter checks live in the plant's _validate.
-    cells: list[dict] = []
-    factors = list(m.grid)
-    for combo in itertools.product(*(m.grid[f] for f in factors)):
-        levels = dict(zip(factors, combo))
-        params = {**m.plant.params, **levels}
-        try:
-            plant = cls(**params)
-            plant._validate()
-        except (InvalidParameterError, TypeError, ValueError) as exc:
-            where = ", ".join(f"{k}={v!r}" for k, v in levels.items()) or "the only cell"
-            col.add(("grid",) if factors else ("plant", "params"), f"cell {where}: {exc}")
-            continue
-        cells.append({"factors": levels, "params": get_params(plant)})
-    return cls, cells
+@dataclass
+class _Resolved:
+    """What the content checks found, passed between them."""
+
+    task_cls: type | None = None
+    plant_cls: type | None = None
+    methods: list = field(default_factory=list)  # [(MethodSpec, cls or None)]
+    kinds: dict = field(default_factory=dict)  # factor -> "plant" | "setting" | "method"
 
 
-def _check_methods(m: _ScenarioModel, col: _Collector) -> list[MethodSpec]:
-    specs: list[MethodSpec] = []
+def _check_methods(m: _ScenarioModel, col: Collector, res: _Resolved) -> None:
     labels: set[str] = set()
-    reg = registry.entries("estimators")
+    tasks: dict[str, int] = {}
     for i, meth in enumerate(m.methods):
         label = meth.label or meth.name
         if label in labels:
             col.add(("methods", i, "label" if meth.label else "name"),
                     f"duplicate method label {label!r}; give each a distinct 'label'")
         labels.add(label)
-        safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", label)[:40]  # key is used in file names
+        safe = "".join(c if c.isalnum() or c in "_.+-" else "_" for c in label)[:40]
         key = f"{safe}-{short_hash({'name': meth.name, 'params': meth.params}, 10)}"
-        entry = reg.get(meth.name) if ":" not in meth.name else None
+        entry = None
+        if ":" not in meth.name:
+            entry = next((registry.entries(kind).get(meth.name)
+                          for kind in ("estimators", "calibrators")
+                          if meth.name in registry.entries(kind)), None)
         if entry is not None and not entry.available:
-            specs.append(MethodSpec(meth.name, label, dict(meth.params), key,
-                                    "unavailable", entry.error or "failed to load"))
+            spec = MethodSpec(meth.name, label, dict(meth.params), key, "unavailable",
+                              entry.error or "failed to load")
+            res.methods.append((spec, None))
+            tasks.setdefault("calibration" if entry.kind == "calibrators" else "impedance", i)
             continue
         try:
-            cls = registry.resolve("estimators", meth.name)
+            cls = _resolve_method(meth.name)
         except RegistryError as exc:
             col.add(("methods", i, "name"), str(exc))
             continue
-        if not (isinstance(cls, type) and issubclass(cls, Estimator)):
-            col.add(("methods", i, "name"), f"{meth.name!r} is not an impbench Estimator class")
+        task = task_of(cls)
+        if task is None:
+            col.add(("methods", i, "name"),
+                    f"{meth.name!r} is neither an impbench Estimator nor a Calibrator class")
             continue
+        tasks.setdefault(task, i)
+        res.methods.append((MethodSpec(meth.name, label, dict(meth.params), key), cls))
+    if len(tasks) > 1:
+        (t1, i1), (t2, i2) = list(tasks.items())[:2]
+        col.add(("methods", i2, "name"), f"methods of one scenario must do one task: "
+                                         f"methods[{i1}] does {t1!r}, this one {t2!r}")
+        return
+    if tasks:
+        name = next(iter(tasks))
+        try:
+            res.task_cls = registry.resolve("tasks", name)
+        except RegistryError as exc:
+            col.add(("methods", 0, "name"), f"no task adapter for {name!r}: {exc}")
+
+
+def _resolve_method(name: str) -> type:
+    if ":" in name:
+        return registry.resolve("estimators", name)  # module:Class loads the same way
+    for kind in ("estimators", "calibrators"):
+        if name in registry.entries(kind):
+            return registry.resolve(kind, name)
+    known = sorted({*registry.entries("estimators"), *registry.entries("calibrators")})
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise RegistryError(f"unknown estimator or calibrator {name!r}.{hint} "
+                        f"Available: {', '.join(known)}.")
+
+
+def _check_plant(m: _ScenarioModel, col: Collector, res: _Resolved) -> None:
+    try:
+        cls = registry.resolve("plants", m.plant.name)
+    except RegistryError as exc:
+        col.add(("plant", "name"), str(exc))
+        return
+    if not (isinstance(cls, type) and issubclass(cls, Plant)):
+        col.add(("plant", "name"), f"{m.plant.name!r} is not an impbench Plant class")
+        return
+    res.plant_cls = cls
+    task = res.task_cls.name if res.task_cls is not None else None
+    if task is not None and getattr(cls, "task", "impedance") != task:
+        col.add(("plant", "name"), f"plant {m.plant.name!r} gives data for the "
+                                   f"{cls.task!r} task; the methods do {task!r}")
+    cons = getattr(cls, "_parameter_constraints", {})
+    for key, value in m.plant.params.items():
+        err = _check_param(cls.__name__, cons, key, value)
+        if err:
+            col.add(("plant", "params", key), err)
+
+
+def _check_grid(m: _ScenarioModel, col: Collector, res: _Resolved) -> None:
+    """Classify each factor and check every level against whoever takes it (linear)."""
+    plant_cons = getattr(res.plant_cls, "_parameter_constraints", {}) if res.plant_cls else {}
+    task_cons = getattr(res.task_cls, "_parameter_constraints", {}) if res.task_cls else {}
+    method_cons = {spec.label: (cls, getattr(cls, "_parameter_constraints", {}))
+                   for spec, cls in res.methods if cls is not None}
+    for factor, levels in m.grid.items():
+        path = ("grid", factor)
+        if factor in RESERVED_COLUMNS or factor in (m.metrics or ()):
+            col.add(path, f"{factor!r} is a reserved result column name")
+            continue
+        if factor in m.plant.params:
+            col.add(path, "is also set in plant.params; give it in one place only")
+            continue
+        if not levels:
+            col.add(path, "needs at least one level")
+            continue
+        if factor in plant_cons:
+            kind, owners = "plant", [(res.plant_cls.__name__, plant_cons)]
+        elif factor in task_cons:
+            kind, owners = "setting", [(f"the {res.task_cls.name} task", task_cons)]
+        else:
+            takers = [(lab, cons) for lab, (_, cons) in method_cons.items() if factor in cons]
+            if not takers:
+                if res.plant_cls is None or (res.methods and not method_cons):
+                    continue  # reported elsewhere (unknown plant or methods)
+                valid = sorted({*plant_cons, *task_cons,
+                                *(k for _, c in method_cons.values() for k in c)})
+                col.add(path, "is neither a parameter of the plant, a setting of the "
+                              f"{res.task_cls.name if res.task_cls else ''} task nor a "
+                              "parameter of a method" + valid_keys_hint(factor, valid))
+                continue
+            kind, owners = "method", [(f"method {lab!r}", cons) for lab, cons in takers]
+            for spec, _ in res.methods:
+                if factor in spec.params:
+                    col.add(path, f"is also set in the params of method {spec.label!r}; "
+                                  "give it in one place only")
+        res.kinds[factor] = kind
+        seen: dict[str, int] = {}
+        for i, level in enumerate(levels):
+            for owner, cons in owners:
+                err = _check_param(owner, cons, factor, level)
+                if err:
+                    col.add((*path, i), err)
+                    break
+            key = canonical_json(level)
+            if key in seen:
+                col.add((*path, i), f"duplicate level {level!r} (also item {seen[key]})")
+            else:
+                seen[key] = i
+    for i, where in enumerate(m.exclude):
+        if not where:
+            col.add(("exclude", i), "an empty mapping would exclude every cell")
+        for f, level in where.items():
+            if f not in m.grid:
+                col.add(("exclude", i, f), f"{f!r} is not a grid factor"
+                        + valid_keys_hint(f, list(m.grid)))
+            elif not any(canonical_json(level) == canonical_json(v) for v in m.grid[f]):
+                col.add(("exclude", i, f), f"{level!r} is not a level of {f} {m.grid[f]!r}")
+
+
+def _check_methods_params(m: _ScenarioModel, col: Collector, res: _Resolved) -> None:
+    for i, (spec, cls) in enumerate(res.methods):
+        if cls is None:
+            continue
+        idx = next(j for j, mm in enumerate(m.methods) if (mm.label or mm.name) == spec.label)
+        if res.task_cls is not None:
+            why = res.task_cls.check_method(cls)
+            if why:
+                col.add(("methods", idx, "name"), why)
+                continue
         cons = getattr(cls, "_parameter_constraints", {})
         bad = False
-        for pkey, value in meth.params.items():
+        for pkey, value in spec.params.items():
             err = _check_param(cls.__name__, cons, pkey, value)
             if err:
-                col.add(("methods", i, "params", pkey), err)
+                col.add(("methods", idx, "params", pkey), err)
                 bad = True
+        factors = tuple(f for f, k in res.kinds.items() if k == "method" and f in cons)
+        res.methods[i] = (MethodSpec(spec.name, spec.label, spec.params, spec.key, spec.status,
+                                     spec.reason, factors), cls)
         if not bad:
             try:
-                cls(**meth.params)._validate()
+                cls(**spec.params, **{f: m.grid[f][0] for f in factors})._validate()
             except (InvalidParameterError, TypeError, ValueError) as exc:
-                col.add(("methods", i, "params"), str(exc))
-        specs.append(MethodSpec(meth.name, label, dict(meth.params), key))
-    return specs
+                col.add(("methods", idx, "params"), str(exc))
 
 
-def _check_metrics_seeds(m: _ScenarioModel, col: _Collector) -> None:
-    metrics, seeds = m.metrics or [], m.seeds or []
-    for i, name in enumerate(metrics):
-        if name not in METRICS:
-            col.add(("metrics", i), f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
-        elif name in metrics[:i]:
+def _check_metrics_seeds(m: _ScenarioModel, col: Collector, res: _Resolved) -> tuple:
+    task = res.task_cls
+    known = dict(getattr(task, "metrics", {}) or {})
+    metrics = list(m.metrics) if m.metrics is not None else list(
+        getattr(task, "default_metrics", ()) or ())
+    seen: set[str] = set()
+    for i, name in enumerate(m.metrics or ()):
+        if task is not None and name not in known:
+            col.add(("metrics", i), f"unknown metric {name!r} for the {task.name} task; "
+                                    f"choose from {', '.join(known)}")
+        elif name in seen:
             col.add(("metrics", i), f"duplicate metric {name!r}")
-    for i, seed in enumerate(seeds):
-        if seed < 0:
-            col.add(("seeds", i), f"seeds must be non-negative integers; got {seed}")
-        elif seed in seeds[:i]:
-            col.add(("seeds", i), f"duplicate seed {seed}")
-
-
-def _level_index(levels: list, value: Any) -> int | None:
-    for i, level in enumerate(levels):
-        if _same(level, value):
-            return i
-    return None
-
-
-def _check_layout(m: _ScenarioModel, col: _Collector) -> Layout:
-    lay = m.layout or _LayoutModel()
-    grid = m.grid
-    split = lay.split
-    if split is not None and split not in grid:
-        col.add(("layout", "split"), f"{split!r} is not a grid factor ({', '.join(grid)})")
-        split = None
-    if lay.rows is None:
-        rows = tuple(f for f in grid if f != split)
-    else:
-        rows = []
-        for i, f in enumerate(lay.rows):
-            if f not in grid:
-                col.add(("layout", "rows", i), f"{f!r} is not a grid factor ({', '.join(grid)})")
-            elif f == split:
-                col.add(("layout", "rows", i), f"{f!r} is the split factor")
-            else:
-                rows.append(f)
-        rows = tuple(rows)
-    baseline: dict = {}
-    for f, level in lay.baseline.items():
-        if f not in grid:
-            col.add(("layout", "baseline", f), f"{f!r} is not a grid factor")
-        elif _level_index(grid[f], level) is None:
-            col.add(("layout", "baseline", f), f"{level!r} is not a level of {f} {grid[f]!r}")
+        seen.add(name)
+    if m.metrics is not None and not m.metrics:
+        col.add(("metrics",), "needs at least one metric")
+    seen_seeds: dict[int, int] = {}
+    for i, seed in enumerate(m.seeds or ()):
+        if not 0 <= seed <= MAX_SEED:
+            col.add(("seeds", i), f"seeds must be integers in [0, 2**63 - 1]; got {seed}")
+        elif seed in seen_seeds:
+            col.add(("seeds", i), f"duplicate seed {seed} (also item {seen_seeds[seed]})")
         else:
-            baseline[f] = level
-    for f, levels in grid.items():
-        if f not in baseline and f != split and levels:
-            baseline[f] = levels[0]
-    if lay.rows_mode == "cross" and not rows:
-        col.add(("layout", "rows_mode"), "'cross' needs at least one row factor in layout.rows")
-    return Layout(split, rows, baseline, lay.rows_mode)
+            seen_seeds[seed] = i
+    return tuple(metrics), {k: known[k].as_dict() for k in metrics if k in known}
 
 
-def _check_reference(
-    m: _ScenarioModel, col: _Collector, layout: Layout, labels: set[str]
-) -> Reference | None:
-    ref = m.reference
-    if ref is None:
-        return None
-    base = ("reference",)
-    if ref.metric not in m.metrics:
-        col.add((*base, "metric"), f"{ref.metric!r} is not among the scenario's metrics")
-    grid = m.grid
-    known = set(grid) | set(m.plant.params)
-    records: list[RefRecord] = []
-
-    def check_value(path: Path_, value: Any) -> float | bool | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            col.add(path, f"a reference value must be a number or null; got {value!r}")
-            return False
-        return float(value)
-
-    def check_method(path: Path_, method: Any) -> bool:
-        if method not in labels:
-            col.add(path, f"{method!r} is not a method label of this scenario "
-                          f"({', '.join(sorted(labels))})")
-            return False
-        return True
-
-    def check_where(path: Path_, where: dict) -> bool:
-        ok = True
-        for f, level in where.items():
-            if f not in known:
-                col.add((*path, f), f"{f!r} is neither a grid factor nor a plant parameter")
-                ok = False
-            elif f in grid and _level_index(grid[f], level) is None:
-                col.add((*path, f), f"{level!r} is not a level of {f} {grid[f]!r}")
-                ok = False
-            elif f in m.plant.params and not _same(m.plant.params[f], level):
-                col.add((*path, f), f"{level!r} never matches: plant.params.{f} is "
-                                    f"{m.plant.params[f]!r}")
-                ok = False
-        return ok
-
-    for i, rec in enumerate(ref.values):
-        path = (*base, "values", i)
-        rec = dict(rec)
-        if "method" not in rec or "value" not in rec:
-            col.add(path, "each record needs 'method' and 'value' (plus factor: level keys)")
+def _cells(m: _ScenarioModel, col: Collector, res: _Resolved) -> list[dict]:
+    """Every cell of the grid (less ``exclude``), with its plant constructed once per
+    distinct parameter set and the task's cross-checks run."""
+    factors = list(m.grid)
+    n = math.prod(len(v) for v in m.grid.values())
+    if n > MAX_CELLS * 10:  # refuse before enumerating a huge product
+        col.add(("grid",), f"the grid has {n} cells; at most {MAX_CELLS} are allowed "
+                           "(split the study into several scenarios)")
+        return []
+    excl = [{f: canonical_json(v) for f, v in w.items()} for w in m.exclude]
+    combos = []
+    for combo in itertools.product(*(m.grid[f] for f in factors)):
+        levels = dict(zip(factors, combo))
+        if any(all(canonical_json(levels[f]) == v for f, v in w.items()) for w in excl):
             continue
-        method, value = rec.pop("method"), rec.pop("value")
-        checks = (check_value((*path, "value"), value), check_method((*path, "method"), method),
-                  check_where(path, rec))
-        if checks[0] is not False and all(checks[1:]):
-            records.append(RefRecord(rec, method, checks[0]))
+        combos.append(levels)
+    if not combos:
+        col.add(("exclude",) if m.exclude else ("grid",), "no cell is left to run")
+        return []
+    n_methods = len(m.methods)
+    n_rec = len(combos) * len(m.seeds) * n_methods
+    if len(combos) > MAX_CELLS or n_rec > MAX_RECORDS:
+        col.add(("grid",), f"{len(combos)} cells x {len(m.seeds)} seeds x {n_methods} methods "
+                           f"= {n_rec} records; at most {MAX_CELLS} cells and {MAX_RECORDS} "
+                           "records are allowed (split the study into several scenarios)")
+        return []
+    cls, task = res.plant_cls, res.task_cls
+    defaults = task.defaults() if task is not None else {}
+    methods = [c for _, c in res.methods if c is not None]
+    plants: dict[str, Any] = {}
+    cells: list[dict] = []
+    for levels in combos:
+        where = ", ".join(f"{k}={v!r}" for k, v in levels.items()) or "the only cell"
+        plant_lv = {f: v for f, v in levels.items() if res.kinds.get(f) == "plant"}
+        key = canonical_json(plant_lv)
+        if key not in plants:
+            try:
+                plant = cls(**{**m.plant.params, **plant_lv})
+                plant._validate()
+                plants[key] = (plant, get_params(plant))
+            except (InvalidParameterError, TypeError, ValueError) as exc:
+                plants[key] = (None, str(exc))
+        plant, params = plants[key]
+        if plant is None:
+            col.add(("grid",) if factors else ("plant", "params"), f"cell {where}: {params}")
+            continue
+        settings = {**defaults, **{f: v for f, v in levels.items()
+                                   if res.kinds.get(f) == "setting"}}
+        if task is not None:
+            why = task.check_cell(plant, settings, methods)
+            if why:
+                col.add(("grid",) if factors else ("plant", "params"), f"cell {where}: {why}")
+                continue
+        given = {f: v for f, v in levels.items() if res.kinds.get(f) == "setting"}
+        mparams = {f: v for f, v in levels.items() if res.kinds.get(f) == "method"}
+        sid = {**given, **mparams}
+        cells.append({"factors": levels, "params": params, "settings": settings,
+                      "method_params": mparams, "data_id": data_id(m.plant.name, params),
+                      "cell_id": cell_id(m.plant.name, params, sid)})
+    return cells
 
-    def method_map(path: Path_, mapping: Any, where: dict, kind: str) -> None:
-        if not isinstance(mapping, dict):
-            col.add(path, "expected a mapping 'method: value'")
-            return
-        for method, value in mapping.items():
-            v = check_value((*path, method), value)
-            if check_method((*path, method), method) and v is not False:
-                records.append(RefRecord(dict(where), method, v, kind))
 
-    def row_block(path: Path_, block: Any, split_where: dict) -> None:
-        if not isinstance(block, dict):
-            col.add(path, "expected a mapping 'factor: {level: {method: value}}'")
-            return
-        for f, levels in block.items():
-            if f == "median":
-                method_map((*path, f), levels, split_where, "median")
-                continue
-            if layout.rows_mode == "cross":
-                col.add((*path, f), "with layout.rows_mode 'cross' give cell values under "
-                                    "reference.values (the table form holds only 'median')")
-                continue
-            if f not in layout.rows:
-                col.add((*path, f), f"{f!r} is not a row factor of the layout "
-                                    f"({', '.join(layout.rows)})")
-                continue
-            if not isinstance(levels, dict):
-                col.add((*path, f), "expected a mapping 'level: {method: value}'")
-                continue
-            for level, mapping in levels.items():
-                if _level_index(grid[f], level) is None:
-                    col.add((*path, f, level), f"{level!r} is not a level of {f} {grid[f]!r}")
-                    continue
-                where = {**split_where, **{g: layout.baseline[g] for g in grid
-                                           if g not in (f, layout.split)}, f: level}
-                method_map((*path, f, level), mapping, where, "cell")
-
-    if ref.table:
-        tpath = (*base, "table")
-        if layout.split is None:
-            row_block(tpath, ref.table, {})
-        else:
-            for level, block in ref.table.items():
-                if _level_index(grid[layout.split], level) is None:
-                    col.add((*tpath, level), f"{level!r} is not a level of the split factor "
-                                             f"{layout.split} {grid[layout.split]!r}")
-                    continue
-                row_block((*tpath, level), block, {layout.split: level})
-    return Reference(ref.source, ref.metric, ref.note, tuple(records))
+def _check_layout(m: _ScenarioModel, col: Collector, res: _Resolved,
+                  ctx: LayoutContext) -> tuple[dict, dict | None]:
+    task = res.task_cls
+    opts = dict(m.layout)
+    name = opts.pop("name", getattr(task, "default_layout", "table"))
+    lcol = Collector(col.file, col.lines, ("layout",))
+    try:
+        cls = registry.resolve("layouts", str(name))
+    except RegistryError as exc:
+        lcol.add(("name",), str(exc))
+        col.extend(lcol.issues)
+        return {}, None
+    if task is not None and task.name not in cls.tasks:
+        lcol.add(("name",), f"layout {name!r} reports {', '.join(cls.tasks)} runs, not "
+                            f"{task.name!r} ones")
+    try:
+        options = cls.options_model.model_validate(opts)
+    except _PydanticError as exc:
+        pydantic_issues(exc, lcol, {(): cls.options_model})
+        col.extend(lcol.issues)
+        return {}, None
+    resolved = {"name": name, **cls.check(ctx, options, lcol)}
+    col.extend(lcol.issues)
+    if m.reference is None:
+        return resolved, None
+    rcol = Collector(col.file, col.lines, ("reference",))
+    model = cls.reference_model or ReferenceBase
+    try:
+        ref = model.model_validate(m.reference)
+    except _PydanticError as exc:
+        pydantic_issues(exc, rcol, {(): model})
+        col.extend(rcol.issues)
+        return resolved, None
+    ref_out = cls.check_reference(ctx, resolved, ref, rcol)
+    col.extend(rcol.issues)
+    return resolved, ref_out
 
 
 # --------------------------------------------------------------------------- entry point
 
 
-def _validate_sections(data: dict, col: _Collector) -> tuple[_ScenarioModel, set[str]]:
+def _validate_sections(data: dict, col: Collector) -> tuple[_ScenarioModel, set[str]]:
     """Validate each top-level section on its own so that one bad section does not hide
     the errors of the others; return the (partially defaulted) model and failed sections."""
     fields = _ScenarioModel.model_fields
     failed: set[str] = set()
     for key in data:
         if key not in fields:
-            col.add((key,), "unknown key" + _valid_keys(str(key), list(fields)))
+            col.add((key,), "unknown key" + valid_keys_hint(str(key), list(fields)))
     values: dict[str, Any] = {}
     for name, info in fields.items():
         if name not in data:
             if info.is_required():
                 col.add((name,), "required key is missing")
                 failed.add(name)
+                values[name] = [] if name in ("methods", "seeds") else None
             else:
                 values[name] = info.get_default(call_default_factory=True)
             continue
@@ -727,10 +635,10 @@ def _validate_sections(data: dict, col: _Collector) -> tuple[_ScenarioModel, set
         try:
             values[name] = getattr(section.model_validate({name: data[name]}), name)
         except _PydanticError as exc:
-            _pydantic_issues(exc, col)
+            pydantic_issues(exc, col, _SECTION_MODELS)
             failed.add(name)
             values[name] = info.get_default(call_default_factory=True) if not info.is_required(
-            ) else None
+            ) else ([] if name in ("methods", "seeds") else None)
     return _ScenarioModel.model_construct(**values), failed
 
 
@@ -749,46 +657,55 @@ def load_scenario(path: str | Path) -> Scenario:
     Raises
     ------
     ScenarioValidationError
-        With every problem found, each as ``FILE:LINE: field.path: message``.
-    FileNotFoundError
-        When ``path`` does not exist.
+        With every problem found, each as ``FILE:LINE: field.path: message`` (also for a
+        file that is missing, unreadable, not UTF-8 or not YAML).
     """
-    p = Path(path)
-    text = p.read_text(encoding="utf-8")
-    file = str(path)
-    data, lines, issues = _compose(text, file)
-    col = _Collector(file, lines)
-    col.issues.extend(issues)
-    if data is None:
-        raise ScenarioValidationError(col.issues)
+    doc = read_yaml(path)
+    col = doc.collector()
+    data = doc.data
     if not isinstance(data, dict):
         col.add((), "the document must be a mapping of scenario keys")
-        raise ScenarioValidationError(col.issues)
+        col.raise_if_any()
     model, failed = _validate_sections(data, col)
-    plant_cls, cells, methods, layout, reference = None, [], [], None, None
-    if "plant" not in failed:
-        if "grid" in failed:  # check the plant alone; the grid's errors are already listed
-            model = model.model_copy(update={"grid": {}})
-        plant_cls, cells = _check_plant(model, col)
+    if "name" not in failed:
+        why = check_name(model.name)
+        if why:
+            col.add(("name",), why)
+    res = _Resolved()
     if "methods" not in failed:
-        methods = _check_methods(model, col)
-    _check_metrics_seeds(model, col)
-    if "grid" not in failed:
-        layout = _check_layout(model, col)
-    if layout is not None and not failed & {"plant", "methods", "metrics", "layout", "reference"}:
-        reference = _check_reference(model, col, layout, {m.label for m in methods})
-    if col.issues:
-        raise ScenarioValidationError(col.issues)
-    assert plant_cls is not None and layout is not None
+        _check_methods(model, col, res)
+    if "plant" not in failed:
+        _check_plant(model, col, res)
+    if not failed & {"grid", "plant"}:
+        _check_grid(model, col, res)
+    if "methods" not in failed:
+        _check_methods_params(model, col, res)
+    metrics, metric_info = _check_metrics_seeds(model, col, res)
+    cells: list[dict] = []
+    if not failed & {"grid", "plant", "exclude", "methods", "seeds"} and not col.issues:
+        cells = _cells(model, col, res)
+    layout, reference = {}, None
+    if not failed & {"grid", "plant", "methods", "metrics", "layout", "reference"}:
+        ctx = LayoutContext(
+            task=res.task_cls.name if res.task_cls else "", grid=model.grid,
+            plant_params=model.plant.params, labels=tuple(s.label for s, _ in res.methods),
+            metrics=metrics, seeds=tuple(model.seeds))
+        layout, reference = _check_layout(model, col, res, ctx)
+    col.raise_if_any()
+    assert res.plant_cls is not None and res.task_cls is not None
     return Scenario(
         name=model.name,
         description=model.description,
-        file=file,
-        plant=PlantSpec(model.plant.name, dict(model.plant.params), plant_cls),
+        file=str(path),
+        task=res.task_cls.name,
+        plant=PlantSpec(model.plant.name, dict(model.plant.params), res.plant_cls),
         grid={f: list(v) for f, v in model.grid.items()},
-        methods=tuple(methods),
+        factor_kinds=dict(res.kinds),
+        exclude=tuple(dict(w) for w in model.exclude),
+        methods=tuple(spec for spec, _ in res.methods),
         seeds=tuple(model.seeds),
-        metrics=tuple(model.metrics),
+        metrics=metrics,
+        metric_info=metric_info,
         layout=layout,
         reference=reference,
         cell_params=tuple(cells),

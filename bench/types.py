@@ -172,6 +172,32 @@ class Realizations:
             meta={"contiguous": True, **(meta or {})},
         )
 
+    def experimenter_view(self, *, schedule: bool) -> Realizations:
+        """What an experimenter has: the data estimators are handed.
+
+        A copy with ``u``, ``y``, ``fs``, the measured schedule when asked for, ``truth=None``
+        and ``meta`` reduced to the contiguity flag ``{"contiguous": bool}`` (the rows are
+        consecutive periods of one record). No ground truth, no plant parameters, no profile
+        shapes or phases, no jitter draws.
+
+        Parameters
+        ----------
+        schedule : bool
+            Keep the measured scheduling variable (for methods that need one); dropped
+            otherwise.
+
+        Returns
+        -------
+        Realizations
+            New arrays (an estimator that writes into them cannot change this object).
+        """
+        meta = {"contiguous": bool(self.meta.get("contiguous", False))}
+        return Realizations(
+            u=self.u.copy(), y=self.y.copy(), fs=self.fs,
+            schedule=self.schedule.copy() if schedule and self.schedule is not None else None,
+            truth=None, meta=meta,
+        )
+
     def replace(self, **changes: Any) -> Realizations:
         """Return a copy with some fields replaced (validated again)."""
         kw = {

@@ -38,7 +38,7 @@ def _float_list(text: str) -> tuple[float, ...]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``rig`` command group to ``subparsers``."""
+    """Add the ``rig`` and ``firmware`` command groups to ``subparsers``."""
     rig = subparsers.add_parser("rig", help="hardware-in-the-loop rig: ports, ping, record, "
                                             "recover, virtual")
     sub = rig.add_subparsers(dest="rig_command", metavar="RIG_COMMAND", required=True)
@@ -82,6 +82,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--disconnect-at", type=_float_list, default=(), metavar="S[,S...]",
                    help="simulated unplugs, s of device time after the first START")
     p.set_defaults(func=cmd_virtual)
+
+    from hil.firmware_cli import register as register_firmware
+
+    register_firmware(subparsers)  # firmware build|flash and rig emulate
 
 
 def cmd_ports(args: argparse.Namespace) -> int:

@@ -43,8 +43,10 @@ from matplotlib.figure import Figure
 
 from bench import registry, store
 from bench.errors import DataError, EstimationError
+from bench.htmlkit import html_table as _html_table
 from bench.metrics import nan_share, r2, stiffness_error
-from bench.report import _CSS, _html_table, _md_table
+from bench.reportkit import CSS as _CSS
+from bench.reportkit import md_table as _md_table
 from bench.types import ImpedanceEstimate, Realizations
 from hil.session_data import (
     SessionDataset,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import cli
+from bench import cli, registry
 
 DATA = Path(__file__).parent / "data"
 F = "tests.runner_fakes"
@@ -107,9 +107,18 @@ def test_estimate_user_errors_exit_2(tmp_path, capsys):
     assert info.value.code == 2
 
 
-def test_extensions_register_subcommands(monkeypatch, capsys):
-    assert not cli._module_exists("no_such_pkg.cli")
-    assert cli._module_exists(F)
-    monkeypatch.setattr(cli, "_EXTENSIONS", ("no_such_pkg.cli", F))
+def test_command_plugins_register_subcommands(monkeypatch, capsys):
+    real = registry.entries
+
+    def entries(kind):
+        out = dict(real(kind))
+        if kind == "commands":
+            out["fake"] = registry.Entry("commands", "fake", f"{F}:register")
+            out["broken"] = registry.Entry("commands", "broken", "no_such_pkg.cli:register")
+        return out
+
+    monkeypatch.setattr(registry, "entries", entries)
     assert cli.main(["fake-hello", "rig"]) == 0
-    assert capsys.readouterr().out == "hello rig\n"
+    got = capsys.readouterr()
+    assert got.out == "hello rig\n"
+    assert "command plugin 'broken' not available" in got.err

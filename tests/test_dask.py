@@ -173,7 +173,7 @@ def test_worker_that_always_dies_is_reported_not_lost(tmp_path, cluster):
     s = run_scenario(sc, tmp_path / "out", progress=False, log=lines.append,
                      executor=DaskExecutor(address=cluster.scheduler_address))
     # allowed_failures=1: the unit killed two workers, then the scheduler gave it up
-    assert s.crashed == [u.unit_id for u in units(sc)]
+    assert s.crashed == [f"{u.cell.data_id}:{u.seed}" for u in units(sc)]
     assert s.computed == {"ok": 0, "failed": 0, "unavailable": 0}
     assert len(lines) == 1 and "KilledWorker" in lines[0] and "rerun retries" in lines[0]
     assert pq.read_table(tmp_path / "out" / "results.parquet").num_rows == 0

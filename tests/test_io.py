@@ -252,12 +252,29 @@ def test_save_estimate_is_atomic_on_failure(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savetxt", boom)
+    monkeypatch.setattr(os, "fsync", boom)  # the write fails after the temporary is open
     with pytest.raises(OSError, match="disk full"):
         save_estimate(target, np.arange(5.0), np.ones(5))
     # the old file is untouched and no temporary is left
     assert target.read_text() == "previous content\n"
     assert os.listdir(tmp_path) == ["est.csv"]
+
+
+def test_save_estimate_csv_precision_and_mat_round_trip(tmp_path):
+    from scipy.io import loadmat
+
+    t = np.arange(4) * 0.01
+    k = np.array([100.0, np.nan, 1 / 3, 2e-7])
+    save_estimate(tmp_path / "e.csv", t * 3, k, I=0.02)
+    lines = (tmp_path / "e.csv").read_text().splitlines()
+    assert lines[0] == "t,K,I" and lines[2] == "0.03,nan,0.02"  # not 0.029999999999999999
+    back = np.genfromtxt(tmp_path / "e.csv", delimiter=",", names=True)
+    np.testing.assert_array_equal(back["K"][[0, 2, 3]], k[[0, 2, 3]])  # exact round trip
+    save_estimate(tmp_path / "e.mat", t, k, B=np.ones(4), meta={"method": "sds"})
+    m = loadmat(tmp_path / "e.mat", squeeze_me=True)
+    np.testing.assert_array_equal(m["t"], t)
+    np.testing.assert_array_equal(m["K"], k)
+    assert m["B"].shape == (4,) and str(m["meta"]) == '{"method": "sds"}'
 
 
 def test_save_estimate_errors(tmp_path):

@@ -15,10 +15,11 @@ import pytest
 from bench.base import Estimator, Tags
 from bench.errors import DataError, InvalidParameterError
 from bench.metrics import stiffness_error
-from bench.runner import _scored_pair, run_scenario
+from bench.runner import run_scenario
 from bench.scenario import load_scenario
 from bench.signals import decimate, perturbation
 from bench.store import read_records
+from bench.tasks.impedance import scored_pair as _scored_pair
 from bench.types import ImpedanceEstimate, Realizations
 from estimators.impedance.aligned import Aligned
 from estimators.impedance.kalman import KalmanSmoother
@@ -253,7 +254,7 @@ def test_runner_scores_per_realization_under_jitter(tmp_path):
     from bench.grid import unit_rng, units
 
     u = units(sc)[0]
-    data = MSDPlant(duration=10.0, jitter_period=0.1).simulate(unit_rng(u.cell.cell_id, u.seed))
+    data = MSDPlant(duration=10.0, jitter_period=0.1).simulate(unit_rng(u.cell.data_id, u.seed))
     raw = SDS().estimate(data)
     al = Aligned(method="sds").estimate(data)
     assert recs["SDS"]["info"]["scored_on"] == "K_broadcast"
@@ -268,7 +269,7 @@ def test_runner_scores_per_realization_under_jitter(tmp_path):
 
 
 def test_repetitions_needed_interpolates_log_log():
-    from bench.studies.misalignment import repetitions_needed
+    from bench.layouts.misalignment import repetitions_needed
 
     R = np.array([25.0, 50.0, 100.0, 200.0, 400.0])
     # error ~ 60 / sqrt(R / 25): 15 % exactly at R = 400; 30 % at 100
@@ -288,11 +289,11 @@ def test_repetitions_needed_interpolates_log_log():
 
 
 def test_study_report_from_a_small_run(tmp_path):
-    import argparse
     import json
 
-    from bench.studies.misalignment import summarize, write_misalignment_report
-    from bench.studies.misalignment_cli import register
+    from bench.layouts.misalignment import summarize
+    from bench.report import write_report
+    from bench.store import read_plan
 
     f = tmp_path / "mis.yaml"
     f.write_text(
@@ -301,10 +302,11 @@ def test_study_report_from_a_small_run(tmp_path):
         "methods:\n  - {name: sds, label: SDS}\n"
         "  - {name: 'estimators.impedance.aligned:Aligned', label: SDS+dtw,"
         " params: {method: sds}}\nseeds: [0]\nmetrics: [stiffness_error, nan_share]\n"
+        "layout: {name: misalignment, target: 20}\n"
     )
     out = tmp_path / "out"
     run_scenario(load_scenario(f), out, jobs=1, progress=False)
-    s = summarize(out)
+    s = summarize(read_plan(out), read_records(out))
     assert s.jitter == ["jitter_period"] and s.levels["duration"] == [5.0, 10.0]
     assert [(m.family, m.variant) for m in s.methods] == [("sds", "raw"),
                                                           ("sds", "aligned (dtw)")]
@@ -312,16 +314,11 @@ def test_study_report_from_a_small_run(tmp_path):
     r = next(r for r in recs if r["label"] == "SDS" and r["factors"]["jitter_period"] == 0.1
              and r["factors"]["duration"] == 10)
     assert s.table[("SDS", (0.1,), 10.0)][0] == r["metrics"]["stiffness_error"]
-    paths = write_misalignment_report(out)
-    for key in ("md", "html", "json", "error_fig", "reps_fig"):
+    paths = write_report(out)
+    for key in ("md", "html", "json", "figure_error_vs_jitter", "figure_reps_vs_jitter"):
         assert paths[key].is_file() and paths[key].stat().st_size > 0
     data = json.loads(paths["json"].read_text())
     assert data["levels"]["duration"] == [5.0, 10.0] and len(data["errors"]) == 8
+    assert data["target_pct"] == 20.0  # the layout option
     md = paths["md"].read_text()
-    assert "repetitions needed for 15 % error" in md and "| SDS+dtw | aligned (dtw) |" in md
-    # the CLI hook rewrites the same report
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["misalignment", "--report-only", str(out), "--target", "20"])
-    assert args.func(args) == 0
-    assert json.loads(paths["json"].read_text())["target_pct"] == 20.0
+    assert "Repetitions needed for 20 % error" in md and "| SDS+dtw | aligned (dtw) |" in md

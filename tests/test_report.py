@@ -43,7 +43,7 @@ def test_markdown_has_table_iii_layout_with_reference(run_dir):
         return v.mean(), v.std(ddof=1)
 
     assert "### perturbation = fgwn" in md and "### perturbation = prbs" in md
-    assert "| factor | level | LS | mean | broken |" in md
+    assert "| factor | level | LS [%] | LS ref | mean [%] | mean ref | broken [%] |" in md
     block = md.split("### perturbation = fgwn")[1].split("###")[0]
     lines = [ln for ln in block.splitlines() if ln.startswith("| snr_db") or ln.startswith(
         "| Median")]
@@ -52,16 +52,16 @@ def test_markdown_has_table_iii_layout_with_reference(run_dir):
     base = lines[0]
     assert base.startswith("| snr_db | **0** | ")  # baseline in bold
     cells = [c.strip() for c in re.split(r"(?<!\\)\|", base)[1:-1]]
-    assert cells[2] == f"{m:.1f} ± {s:.3g} \\| 10.0"
+    assert cells[2:4] == [f"{m:.1f} ± {s:.3g}", "10.0"]  # ours and the reference apart
     mm, _ = ours("mean", "fgwn", 0)
-    assert cells[3].startswith(f"{mm:.1f} ± ") and cells[3].endswith("\\| 44.7")
-    assert re.fullmatch(r"-\[\d\]", cells[4])  # failed method: "-" with a footnote
+    assert cells[4].startswith(f"{mm:.1f} ± ") and cells[5] == "44.7"
+    assert re.fullmatch(r"-\[\d\]", cells[6])  # failed method: "-" with a footnote
     med = [r["stiffness_error"] for r in rows if r["label"] == "LS"
            and r["perturbation"] == "fgwn"]
-    assert lines[2].startswith(f"| Median |  | {np.median(med):.1f} \\| 9.5 |")
+    assert lines[2].startswith(f"| Median |  | {np.median(med):.1f} | 9.5 |")
     assert "broken: failed: EstimationError: matrix is singular (fake)" in md
     prbs = md.split("### perturbation = prbs")[1].split("###")[0]
-    assert "\\| -" in prbs  # the reference's own failure (null value)
+    assert re.search(r"\| snr_db \| 10 \| [0-9.]+ ± [0-9.]+ \| - \|", prbs)  # ref failed
     assert "![estimated vs true K(t)](figures/baseline_K.png)" in md
     assert "## Appendix: all records" in md
 
@@ -70,10 +70,10 @@ def test_html_is_self_contained_with_embedded_png(run_dir):
     paths = write_report(run_dir)
     html = paths["html"].read_text()
     assert "<table>" in html and "<details>" in html
-    m = re.search(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
-    assert m is not None
-    png = base64.b64decode(m.group(1))
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png == paths["figure"].read_bytes()
+    pngs = [base64.b64decode(m) for m in
+            re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)]
+    assert pngs and all(p[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert paths["figure"].read_bytes() in pngs
     assert "src='http" not in html and "<link" not in html
 
 
@@ -84,7 +84,7 @@ def test_report_without_arrays_or_reference(run_dir, tmp_path):
     shutil.rmtree(out / "figures")
     paths = write_report(out)
     assert "figure" not in paths
-    assert "data:image/png" not in paths["html"].read_text()
+    assert "estimated vs true K(t)" not in paths["html"].read_text()
 
 
 def test_report_of_non_run_dir_fails_clearly(tmp_path):

@@ -178,7 +178,7 @@ def test_worker_crash_is_reported_not_recorded(tmp_path):
                                  seeds="[0]", grid="{perturbation: [fgwn, prbs]}"))
     lines = []
     s = run_scenario(sc, tmp_path / "out", jobs=2, progress=False, log=lines.append)
-    assert sorted(s.crashed) == sorted(u.unit_id for u in units(sc))
+    assert sorted(s.crashed) == sorted(f"{u.cell.data_id}:{u.seed}" for u in units(sc))
     assert s.computed == {"ok": 0, "failed": 0, "unavailable": 0}
     assert len(lines) == 2 and all("worker error" in ln and "rerun retries" in ln
                                    for ln in lines)
@@ -186,7 +186,7 @@ def test_worker_crash_is_reported_not_recorded(tmp_path):
 
 
 def test_metric_status_primary_metric_decides():
-    from bench.runner import metric_status
+    from bench.tasks.impedance import metric_status
 
     values = {"stiffness_error": 5.0, "r2": float("nan")}
     assert metric_status(["stiffness_error", "r2"], values) == ("ok", "", "undefined (NaN): r2")

@@ -10,7 +10,13 @@ import pytest
 
 from bench import grid, registry
 from bench.errors import ScenarioError
-from bench.scenario import ScenarioValidationError, canonical_json, load_scenario
+from bench.scenario import (
+    ScenarioValidationError,
+    canonical_json,
+    cell_id,
+    data_id,
+    load_scenario,
+)
 
 DATA = Path(__file__).parent / "data"
 LS = "tests.runner_fakes:FakeLS"
@@ -29,11 +35,13 @@ def test_valid_scenario_loads_with_defaults_and_reference():
     assert sc.name == "fake-ok"
     assert sc.n_cells == 4
     assert [m.label for m in sc.methods] == ["LS", "mean"]
-    assert sc.layout.split == "perturbation"
-    assert sc.layout.rows == ("snr_db",)
-    assert sc.layout.baseline == {"snr_db": 0}
-    recs = {(r.kind, r.method, json.dumps(r.where, sort_keys=True)): r.value
-            for r in sc.reference.records}
+    assert sc.task == "impedance"
+    assert sc.layout["name"] == "table"
+    assert sc.layout["split"] == "perturbation"
+    assert sc.layout["rows"] == ["snr_db"]
+    assert sc.layout["baseline"] == {"snr_db": 0}
+    recs = {(r["kind"], r["method"], json.dumps(r["where"], sort_keys=True)): r["value"]
+            for r in sc.reference["records"]}
     assert recs[("cell", "LS", '{"perturbation": "fgwn", "snr_db": 0}')] == 10.0
     assert recs[("cell", "mean", '{"perturbation": "fgwn", "snr_db": 0}')] == 44.7
     assert recs[("median", "LS", '{"perturbation": "fgwn"}')] == 9.5
@@ -47,7 +55,7 @@ def test_unknown_keys_name_line_and_field():
         f"{p}:8: methods[0].lable: unknown key; did you mean 'label'?; valid keys: name, label, "
         "params",
         f"{p}:10: repetitions: unknown key; valid keys: name, description, plant, grid, "
-        "methods, seeds, metrics, layout, reference",
+        "exclude, methods, seeds, metrics, layout, reference",
     ]
 
 
@@ -70,16 +78,19 @@ def test_bad_levels_params_methods_metrics_seeds():
         "of {'fgwn', 'prbs'}. Got 'sine' instead.",
         f"{p}:9: grid.snr_db[1]: The 'snr_db' parameter of FakePlant must be a float in "
         "[-20, 40]. Got 100 instead.",
-        f"{p}:10: grid.shape: FakePlant has no parameter 'shape'. {valid}",
+        f"{p}:10: grid.shape: is neither a parameter of the plant, a setting of the impedance "
+        "task nor a parameter of a method; valid keys: delay, duration, fs, period, "
+        "perturbation, snr_db, variation",
         f"{p}:13: methods[0].params.delay: The 'delay' parameter of FakeLS must be a float in "
         "[0, 10]. Got -1 instead.",
     ]
     assert got[:5] == expected
-    assert got[5].startswith(f"{p}:14: methods[1].name: unknown estimator 'eirff'.")
+    assert got[5].startswith(
+        f"{p}:14: methods[1].name: unknown estimator or calibrator 'eirff'. Did you mean 'eirf'")
     assert got[6:] == [
-        f"{p}:15: seeds[1]: duplicate seed 0",
-        f"{p}:16: metrics[1]: unknown metric 'speed'; choose from stiffness_error, nan_share, "
-        "rmse, nrmse, r2, vaf",
+        f"{p}:15: seeds[1]: duplicate seed 0 (also item 0)",
+        f"{p}:16: metrics[1]: unknown metric 'speed' for the impedance task; choose from "
+        "stiffness_error, nan_share, rmse, nrmse, r2, vaf",
     ]
 
 
@@ -92,7 +103,7 @@ def test_unknown_plant():
 def test_yaml_syntax_error_has_line():
     p = DATA / "broken_syntax.yaml"
     (msg,) = _issues("broken_syntax.yaml")
-    assert msg.startswith(f"{p}:5: <document>: invalid YAML:")
+    assert msg.startswith(f"{p}:5: invalid YAML:")
 
 
 def test_every_cell_is_instantiated_and_reference_checked():
@@ -113,12 +124,13 @@ def test_duplicate_key_and_empty_file(tmp_path):
                  f"methods: [{{name: '{LS}'}}]\nseeds: [0]\n")
     with pytest.raises(ScenarioValidationError) as info:
         load_scenario(f)
-    assert [str(i) for i in info.value.issues] == [f"{f}:2: name: duplicate key"]
+    assert [str(i) for i in info.value.issues] == [
+        f"{f}:2: name: duplicate key 'name' (first given at line 1)"]
     e = tmp_path / "empty.yaml"
     e.write_text("")
     with pytest.raises(ScenarioValidationError) as info:
         load_scenario(e)
-    assert [str(i) for i in info.value.issues] == [f"{e}:1: <document>: the file is empty"]
+    assert [str(i) for i in info.value.issues] == [f"{e}:1: the file is empty"]
 
 
 def test_registered_but_unloadable_method_is_unavailable(tmp_path, monkeypatch):
@@ -127,8 +139,7 @@ def test_registered_but_unloadable_method_is_unavailable(tmp_path, monkeypatch):
     def fake_entries(kind):
         out = dict(real(kind))
         if kind == "estimators":
-            out["ghost"] = registry.Entry(kind, "ghost", "nowhere.ghost:Ghost", None,
-                                          "ModuleNotFoundError: No module named 'nowhere'")
+            out["ghost"] = registry.Entry(kind, "ghost", "nowhere.ghost:Ghost")
         return out
 
     monkeypatch.setattr(registry, "entries", fake_entries)
@@ -144,12 +155,14 @@ def test_registered_but_unloadable_method_is_unavailable(tmp_path, monkeypatch):
 
 
 def test_canonical_hash_is_order_and_spelling_independent():
-    a = grid.cell_id("msd", {"duration": 25, "snr_db": 0, "perturbation": "fgwn"})
-    b = grid.cell_id("msd", {"perturbation": "fgwn", "snr_db": 0.0, "duration": 25.0})
-    assert a == b
+    a = cell_id("msd", {"duration": 25, "snr_db": 0, "perturbation": "fgwn"})
+    b = cell_id("msd", {"perturbation": "fgwn", "snr_db": 0.0, "duration": 25.0})
+    assert a == b == data_id("msd", {"duration": 25, "snr_db": 0, "perturbation": "fgwn"})
     text = '{"params":{"duration":25.0,"perturbation":"fgwn","snr_db":0.0},"plant":"msd"}'
     assert a == hashlib.sha256(text.encode()).hexdigest()[:16]
-    assert grid.cell_id("msd", {"duration": 50}) != grid.cell_id("msd", {"duration": 25})
+    assert cell_id("msd", {"duration": 50}) != cell_id("msd", {"duration": 25})
+    # a task setting makes a new cell but the same data draw
+    assert cell_id("msd", {"duration": 25}, {"alpha": 1}) != cell_id("msd", {"duration": 25})
     assert grid.unit_id("msd", {"d": 1}, 0) != grid.unit_id("msd", {"d": 1}, 1)
     assert canonical_json({"b": [1, 2.5], "a": None}) == '{"a":null,"b":[1.0,2.5]}'
 
@@ -172,7 +185,8 @@ def test_quickstart_scenario_is_valid():
     root = Path(__file__).resolve().parents[1]
     sc = load_scenario(root / "scenarios" / "quickstart.yaml")
     assert sc.n_cells == 4 and [m.name for m in sc.methods] == ["eirf", "sds"]
-    vals = {(r.where["perturbation"], r.method): r.value for r in sc.reference.records}
+    vals = {(r["where"]["perturbation"], r["method"]): r["value"]
+            for r in sc.reference["records"]}
     assert vals == {("fgwn", "eIRF"): 117.7, ("fgwn", "SDS"): 23.6,
                     ("prbs", "eIRF"): 65.0, ("prbs", "SDS"): 15.6}
 
@@ -205,8 +219,8 @@ def test_reference_table_errors_are_located(tmp_path):
         f"{f}:13: reference.table.prbs.snr_db[5]: 5 is not a level of snr_db [0, 10]",
         f"{f}:13: reference.table.prbs.snr_db[0].ls: 'ls' is not a method label of this "
         "scenario (LS)",
-        f"{f}:13: reference.table.prbs.snr_db[0].LS: a reference value must be a number or "
-        "null; got 'x'",
+        f"{f}:13: reference.table.prbs.snr_db[0].LS: a reference value must be a finite number "
+        "or null; got 'x'",
         f"{f}:15: reference.values[0]: each record needs 'method' and 'value' (plus factor: "
         "level keys)",
     ]
@@ -219,8 +233,8 @@ def test_layout_defaults_and_errors(tmp_path):
             f"methods: [{{name: '{LS}'}}]\nseeds: [0]\n")
     f.write_text(head)
     lay = load_scenario(f).layout
-    assert (lay.split, lay.rows, lay.baseline) == (
-        None, ("perturbation", "snr_db"), {"perturbation": "fgwn", "snr_db": 0})
+    assert (lay["split"], lay["rows"], lay["baseline"]) == (
+        None, ["perturbation", "snr_db"], {"perturbation": "fgwn", "snr_db": 0})
     f.write_text(head + "layout: {split: snr, rows: [perturbation, x], baseline: {snr_db: 5},"
                         " columns: seed}\n")
     with pytest.raises(ScenarioValidationError) as info:

@@ -1,56 +1,49 @@
-"""Misalignment study (issue 14): stiffness error vs jitter, and repetitions needed.
+"""Misalignment curves: stiffness error vs jitter, and repetitions needed (layout).
 
-The thesis (004 Sec. VI-B, VI-F) names the weakness every ensemble and short-segment method
-shares: it assumes each realization shows the same time variation at the same instant. In
-people it does not, and the thesis expects 200-400 repetitions instead of 25-50 for that
-reason, without measuring it. This study measures it on the MSD plant at the thesis
-baseline (FGWN, 0 dB, K varying as a 1 Hz square wave, 004 Table II) with period scatter
-(``jitter_period``) and per-realization shifts (``jitter_shift``), for each ensemble method
-raw and through :class:`estimators.impedance.aligned.Aligned`, and for the single-record
-Kalman smoother (``tvkf``). Errors are scored per realization against ``truth.K_r`` (the
-runner does this whenever the plant reports it).
+Layout ``misalignment``. The thesis (Kraaijevanger 2018, Sec. VI-B, VI-F) names the weakness
+every ensemble and short-segment method shares: it assumes each realization shows the same
+time variation at the same instant. In people it does not, and the thesis expects 200-400
+repetitions instead of 25-50 for that reason, without measuring it. A misalignment scenario
+measures it on the MSD plant at the thesis baseline (FGWN, 0 dB, K varying as a 1 Hz square
+wave) with period scatter (``jitter_period``) and per-realization shifts (``jitter_shift``),
+for each ensemble method raw and through :class:`estimators.impedance.aligned.Aligned`, and
+for the single-record Kalman smoother (``tvkf``). Errors are scored per realization against
+``truth.K_r`` (the impedance task does this whenever the plant reports it).
 
-Outputs of :func:`write_misalignment_report` in the run directory:
-
-* ``misalignment.json``: mean/sd error per (method, variant, jitter, duration) and the
-  repetitions needed for the target error;
-* ``figures/error_vs_jitter.png``: error vs jitter level per method family (raw, aligned,
-  tvkf), at the baseline duration;
-* ``figures/reps_vs_jitter.png``: repetitions needed for the target error (15 %) vs jitter,
-  interpolated log-log between the durations run (R = duration / period);
-* ``misalignment.md`` / ``misalignment.html`` (self-contained) with both tables.
-
-This module reads only the records of a run (``bench.store``); it runs nothing itself except
-through :func:`run_study`, which calls :func:`bench.runner.run_scenario`.
+The report (``report.md``/``report.html``) holds the error-vs-jitter and repetitions-needed
+tables and figures (``figures/error_vs_jitter.png``, ``figures/reps_vs_jitter.png``, the
+repetitions interpolated log-log between the durations run, R = duration / period), and
+``misalignment.json`` the numbers behind them. Options: ``target`` (error the repetitions
+are counted for, percent; default 15) and ``metric`` (default ``stiffness_error``).
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from pydantic import Field, StrictStr
 
 from bench import store
 from bench.errors import DataError
-from bench.htmlkit import html_table as _html_table
+from bench.layout import Layout, LayoutContext, StrictModel
+from bench.layouts.table import partial_warning
+from bench.reportkit import Report
+from bench.yamlfile import Collector
 
 __all__ = [
     "JITTER_FACTORS",
     "MethodKey",
+    "MisalignmentLayout",
     "Summary",
     "repetitions_needed",
-    "run_study",
     "summarize",
-    "write_misalignment_report",
 ]
 
 #: Jitter factors of the MSD plant the study knows, with their display unit and scale.
@@ -134,13 +127,15 @@ def _value(rec: dict, plan: dict, factor: str) -> float:
     return float(plan["plant"]["params"].get(factor, _DEFAULTS[factor]))
 
 
-def summarize(out: str | Path, metric: str = "stiffness_error") -> Summary:
-    """Group the records of a run directory by method, jitter levels and duration.
+def summarize(plan: dict, records: list[dict], metric: str = "stiffness_error") -> Summary:
+    """Group the records of a run by method, jitter levels and duration.
 
     Parameters
     ----------
-    out : str or Path
-        Run directory of a misalignment scenario.
+    plan : dict
+        ``scenario.json`` of a misalignment scenario.
+    records : list of dict
+        Its result records.
     metric : str
         Metric to summarize (a scenario metric).
 
@@ -150,11 +145,8 @@ def summarize(out: str | Path, metric: str = "stiffness_error") -> Summary:
         Means and standard deviations over seeds of the ``ok`` records; failed runs count
         in ``n_total`` only.
     """
-    out = Path(out)
-    plan = store.read_plan(out)
-    records = store.read_records(out, plan)
     if not records:
-        raise DataError(f"{out} holds no result records of its scenario; run it first")
+        raise DataError("the run holds no result records of its scenario; run it first")
     methods = [_classify(m) for m in plan["methods"]]
     by_key = {m["key"]: mk for m, mk in zip(plan["methods"], methods)}
     factors = [f for f in JITTER_FACTORS
@@ -261,7 +253,7 @@ def _families(s: Summary) -> list[str]:
     return fam
 
 
-def _png(fig: Figure) -> bytes:
+def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
@@ -280,6 +272,9 @@ def plot_error_vs_jitter(s: Summary) -> bytes:
     dur = _baseline_duration(s)
     fams = _families(s) or ["tvkf"]
     single = [m for m in s.methods if m.variant == "single record"]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(3.0 * len(fams), 2.8 * len(s.jitter)), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(s.jitter), len(fams), squeeze=False)
@@ -325,6 +320,9 @@ def plot_reps_vs_jitter(s: Summary, reps: dict, target: float) -> bytes:
     """PNG: repetitions needed for ``target`` error vs jitter (one panel per factor)."""
     R_max = max(s.levels["duration"]) / s.period
     R_min = min(s.levels["duration"]) / s.period
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(5.5 * len(s.jitter), 3.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(s.jitter), squeeze=False)[0]
@@ -361,149 +359,87 @@ def _fmt(mean: float, sd: float) -> str:
     return f"{mean:.1f}" + (f" ± {sd:.1f}" if math.isfinite(sd) else "")
 
 
-def _md_table(head: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-
-def write_misalignment_report(
-    out: str | Path, target: float = 15.0, metric: str = "stiffness_error"
-) -> dict[str, Path]:
-    """Write the study's tables, figures and JSON into a finished run directory.
-
-    Parameters
-    ----------
-    out : str or Path
-        Run directory of a misalignment scenario (``impbench run`` or :func:`run_study`).
-    target : float
-        Error the "repetitions needed" figure asks for, percent (issue 14: 15 %).
-    metric : str
-
-    Returns
-    -------
-    dict
-        Paths of ``json``, ``md``, ``html``, ``error_fig`` and ``reps_fig``.
-    """
-    out = Path(out)
-    s = summarize(out, metric)
-    dur = _baseline_duration(s)
-    reps = reps_table(s, target)
-    err_png = plot_error_vs_jitter(s)
-    reps_png = plot_reps_vs_jitter(s, reps, target)
-    paths = {"error_fig": out / "figures" / "error_vs_jitter.png",
-             "reps_fig": out / "figures" / "reps_vs_jitter.png",
-             "json": out / "misalignment.json", "md": out / "misalignment.md",
-             "html": out / "misalignment.html"}
-    store.atomic_write_bytes(paths["error_fig"], err_png)
-    store.atomic_write_bytes(paths["reps_fig"], reps_png)
-
-    tables = []  # (title, head, rows)
-    for factor in s.jitter:
-        jls = _one_factor_levels(s, factor)
-        head = ["method", "variant", *(_levels_text(s, factor, v) for v in s.levels[factor])]
-        rows = [[m.label, m.variant,
-                 *(_fmt(*s.table.get((m.label, jl, dur), (np.nan, np.nan))[:2]) for jl in jls)]
-                for m in s.methods]
-        name = JITTER_FACTORS[factor][0]
-        tables.append((f"{metric} [%] vs {name}, {dur:g} s (R = {dur / s.period:g}), "
-                       "mean ± sd over seeds, scored per realization", head, rows))
-        head = ["method", "variant", *(_levels_text(s, factor, v) for v in s.levels[factor])]
-        rows = [[m.label, m.variant, *(t for _, _, t in reps[m.label][factor])]
-                for m in s.methods]
-        tables.append((f"repetitions needed for {target:g} % error vs {name} (durations "
-                       f"{', '.join(f'{d:g}' for d in s.levels['duration'])} s, log-log "
-                       "interpolation)", head, rows))
-    payload = {
-        "metric": metric, "target_pct": target, "period_s": s.period,
-        "jitter_factors": s.jitter, "levels": s.levels, "baseline_duration_s": dur,
-        "methods": [m.__dict__ for m in s.methods],
-        "scored_on": {k: sorted(v) for k, v in s.scored_on.items()},
-        "errors": [{"label": k[0], "jitter": dict(zip(s.jitter, k[1])), "duration": k[2],
-                    "mean": v[0], "sd": v[1], "n_ok": v[2], "n": v[3]}
-                   for k, v in sorted(s.table.items(), key=lambda kv: str(kv[0]))],
-        "repetitions_needed": {
-            lab: {f: [{"level": v, "R": (None if not math.isfinite(val) else val), "text": t}
-                      for v, val, t in rows] for f, rows in per.items()}
-            for lab, per in reps.items()},
-    }
-    store.atomic_write_bytes(paths["json"], json.dumps(payload, indent=1).encode())
-
-    plan = store.read_plan(out)
-    title = f"Misalignment study: {plan['name']}"
-    intro = (
-        "Stiffness error of ensemble methods when realizations do not line up (004 Sec. VI-F), "
-        "raw and after alignment (estimators.impedance.aligned), and of the single-record "
-        "Kalman smoother (tvkf). Errors are scored per realization against the true K of that "
-        "realization (truth.K_r), 004:Eq.6-7."
-    )
-    md = [f"# {title}", "", intro, "", plan.get("description", "") or "", ""]
-    h = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-         "</title><style>body{font-family:system-ui,sans-serif;max-width:80rem;margin:2rem "
-         "auto}table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}th,td{border:1px "
-         "solid #bbb;padding:.2rem .5rem;text-align:right}img{max-width:100%}</style></head>"
-         f"<body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"]
-    mixed = [m.label for m in s.methods if m.variant == "single record"
-             and {"K", "K_record"} <= s.scored_on.get(m.label, set())]
-    note = ("Scoring note: without jitter the plant reports no per-realization truth, so "
-            "there the runner scores the phase trajectory K against truth.K; under jitter it "
-            "scores per realization. For ensemble methods, raw or aligned, both coincide (the "
-            "same K in every realization; the warp of aligned data is then the identity up "
-            "to registration noise); for the single-record " + ", ".join(mixed) + " the "
-            "0-jitter entry is the error of its phase average over the lined-up "
-            "realizations, not of its per-realization trajectory.") if mixed else ""
-    if note:
-        md += [note, ""]
-        h.append(f"<p>{html.escape(note)}</p>")
-    for t, head, rows in tables:
-        md += [f"## {t}", "", _md_table(head, rows), ""]
-        h.append(f"<h2>{html.escape(t)}</h2>{_html_table(head, rows)}")
-    for key, cap in (("error_fig", "Error vs jitter"),
-                     ("reps_fig", f"Repetitions needed for {target:g} % error vs jitter")):
-        rel = paths[key].relative_to(out)
-        md += [f"## {cap}", "", f"![{cap}]({rel.as_posix()})", ""]
-        png = err_png if key == "error_fig" else reps_png
-        h.append(f"<h2>{html.escape(cap)}</h2><img alt='{html.escape(cap)}' "
-                 f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
-    h.append("</body></html>")
-    store.atomic_write_bytes(paths["md"], "\n".join(md).encode())
-    store.atomic_write_bytes(paths["html"], "".join(h).encode())
-    return paths
+class _Options(StrictModel):
+    target: float = Field(15.0, gt=0, lt=1000)
+    metric: StrictStr = "stiffness_error"
 
 
-def run_study(
-    scenario_file: str | Path, out: str | Path, *, jobs: int | None = None,
-    force: bool = False, progress: bool = True, target: float = 15.0,
-) -> dict[str, Path]:
-    """Run a misalignment scenario (resumable) and write both reports.
+class MisalignmentLayout(Layout):
+    """Error vs jitter and repetitions needed, raw vs aligned ensemble methods and tvkf."""
 
-    Parameters
-    ----------
-    scenario_file : str or Path
-        E.g. ``scenarios/misalignment.yaml``.
-    out : str or Path
-        Run directory.
-    jobs : int, optional
-        Worker processes (default: all cores).
-    force : bool
-        Recompute finished cells.
-    progress : bool
-    target : float
-        Error of the repetitions figure, percent.
+    name = "misalignment"
+    tasks = ("impedance",)
+    options_model = _Options
 
-    Returns
-    -------
-    dict
-        Paths of the standard report (``report_md``, ``report_html``) and of
-        :func:`write_misalignment_report`.
-    """
-    from bench.report import write_report
-    from bench.runner import run_scenario
-    from bench.scenario import load_scenario
+    @classmethod
+    def check(cls, ctx: LayoutContext, options: Any, col: Collector) -> dict:
+        if options.metric not in ctx.metrics:
+            col.add(("metric",), f"{options.metric!r} is not among the scenario's metrics "
+                                 f"({', '.join(ctx.metrics)})")
+        if "duration" not in ctx.grid and "duration" not in ctx.plant_params:
+            col.add(("name",), "the misalignment layout needs 'duration' as a grid factor")
+        return options.model_dump(mode="json")
 
-    sc = load_scenario(scenario_file)
-    run_scenario(sc, out, jobs=jobs, progress=progress, force=force)
-    std = write_report(out)
-    paths = write_misalignment_report(out, target=target)
-    paths["report_md"], paths["report_html"] = std["md"], std["html"]
-    return paths
+    def write(self, out: Path, plan: dict, records: list[dict]) -> dict[str, Path]:
+        lay = plan["layout"]
+        target, metric = float(lay.get("target", 15.0)), lay.get("metric", "stiffness_error")
+        s = summarize(plan, records, metric)
+        dur = _baseline_duration(s)
+        reps = reps_table(s, target)
+        rep = Report(f"Misalignment study: {plan['name']}", partial_warning(plan, records))
+        rep.cite("Kraaijevanger 2018")
+        rep.para("Stiffness error of ensemble methods when realizations do not line up "
+                 "(Kraaijevanger 2018, Sec. VI-F), raw and after alignment "
+                 "(estimators.impedance.aligned), and of the single-record Kalman smoother "
+                 "(tvkf). Errors are scored per realization against the true K of that "
+                 "realization (truth.K_r), Eq.6-7 of the thesis.")
+        rep.para(plan.get("description", ""))
+        mixed = [m.label for m in s.methods if m.variant == "single record"
+                 and {"K", "K_record"} <= s.scored_on.get(m.label, set())]
+        if mixed:
+            rep.para("Scoring note: without jitter the plant reports no per-realization truth, "
+                     "so there the phase trajectory K is scored against truth.K; under jitter "
+                     "each realization is scored. For ensemble methods, raw or aligned, both "
+                     "coincide; for the single-record " + ", ".join(mixed) + " the 0-jitter "
+                     "entry is the error of its phase average over the lined-up realizations, "
+                     "not of its per-realization trajectory.")
+        for factor in s.jitter:
+            jls = _one_factor_levels(s, factor)
+            levels = [_levels_text(s, factor, v) for v in s.levels[factor]]
+            name = JITTER_FACTORS[factor][0]
+            rep.heading(f"{metric} [%] vs {name}, {dur:g} s (R = {dur / s.period:g})")
+            rep.para("Mean ± sd over seeds, scored per realization.")
+            rep.table(["method", "variant", *levels],
+                      [[m.label, m.variant,
+                        *(_fmt(*s.table.get((m.label, jl, dur), (np.nan, np.nan))[:2])
+                          for jl in jls)] for m in s.methods])
+            rep.heading(f"Repetitions needed for {target:g} % error vs {name}")
+            rep.para(f"Durations {', '.join(f'{d:g}' for d in s.levels['duration'])} s, "
+                     "log-log interpolation.")
+            rep.table(["method", "variant", *levels],
+                      [[m.label, m.variant, *(t for _, _, t in reps[m.label][factor])]
+                       for m in s.methods])
+        rep.heading("Error vs jitter")
+        rep.figure("error_vs_jitter", plot_error_vs_jitter(s), "Error vs jitter")
+        rep.heading(f"Repetitions needed for {target:g} % error vs jitter")
+        rep.figure("reps_vs_jitter", plot_reps_vs_jitter(s, reps, target),
+                   "Repetitions needed vs jitter")
+        payload = {
+            "metric": metric, "target_pct": target, "period_s": s.period,
+            "jitter_factors": s.jitter, "levels": s.levels, "baseline_duration_s": dur,
+            "methods": [m.__dict__ for m in s.methods],
+            "scored_on": {k: sorted(v) for k, v in s.scored_on.items()},
+            "errors": [{"label": k[0], "jitter": dict(zip(s.jitter, k[1])), "duration": k[2],
+                        "mean": v[0], "sd": v[1], "n_ok": v[2], "n": v[3]}
+                       for k, v in sorted(s.table.items(), key=lambda kv: str(kv[0]))],
+            "repetitions_needed": {
+                lab: {f: [{"level": v, "R": (None if not math.isfinite(val) else val),
+                           "text": t} for v, val, t in rows] for f, rows in per.items()}
+                for lab, per in reps.items()},
+        }
+        paths = rep.write(out)
+        paths["json"] = out / "misalignment.json"
+        store.atomic_write_bytes(paths["json"], json.dumps(payload, indent=1).encode())
+        return paths
