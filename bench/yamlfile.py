@@ -322,6 +322,7 @@ def _scan(text: str, file: str, max_depth: int, max_nodes: int) -> None:
     """Refuse deep nesting and alias bombs from the event stream (linear, bounded memory)."""
     sizes: dict[str, int] = {}  # anchor -> expanded node count of its node
     stack: list[list] = []  # [anchor, node count so far] per open collection
+    open_anchors: set[str] = set()  # anchors of the collections still open
     total = 0
     try:
         for ev in yaml.parse(text, Loader=_Loader):
@@ -331,12 +332,15 @@ def _scan(text: str, file: str, max_depth: int, max_nodes: int) -> None:
                         file, ev.start_mark.line + 1, "",
                         f"nesting deeper than {max_depth} levels; refusing to read it")])
                 stack.append([ev.anchor, 1])
+                if ev.anchor is not None:
+                    open_anchors.add(ev.anchor)
                 total += 1
                 continue
             if isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 anchor, n = stack.pop()
                 if anchor is not None:
                     sizes[anchor] = n
+                    open_anchors.discard(anchor)
                 if stack:
                     stack[-1][1] += n
                 continue
@@ -345,6 +349,11 @@ def _scan(text: str, file: str, max_depth: int, max_nodes: int) -> None:
                 if ev.anchor is not None:
                     sizes[ev.anchor] = 1
             elif isinstance(ev, yaml.AliasEvent):
+                if ev.anchor in open_anchors:  # a collection containing itself: infinite
+                    raise FileValidationError([Issue(
+                        file, ev.start_mark.line + 1, "",
+                        f"alias *{ev.anchor} refers to a collection that contains it (a "
+                        "recursive document); refusing to read it")])
                 n = sizes.get(ev.anchor, 1)
             else:
                 continue
@@ -367,6 +376,33 @@ def _key_text(key: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _bad_scalars(root: yaml.Node, file: str) -> list[Issue]:
+    """One issue per scalar the safe constructor cannot build (iterative, each node once)."""
+    constructor = yaml.constructor.SafeConstructor()
+    issues: list[Issue] = []
+    seen: set[int] = set()
+    todo: list[yaml.Node] = [root]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            todo.extend(n for pair in node.value for n in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            todo.extend(node.value)
+        else:
+            try:
+                constructor.construct_object(node)
+            except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+                text = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+                why = str(exc).split(";")[0].split(":")[0][:120]
+                issues.append(Issue(file, node.start_mark.line + 1, "",
+                                    f"invalid YAML: cannot read the value {text!r} ({why})"))
+    return issues or [Issue(file, root.start_mark.line + 1, "",
+                            "invalid YAML: a value cannot be read")]
+
+
 def parse_yaml(text: str, file: str, *, max_depth: int = MAX_DEPTH,
                max_nodes: int = MAX_NODES) -> YamlDocument:
     """Parse YAML ``text`` (already read; see :func:`read_yaml`) into a located document.
@@ -374,8 +410,9 @@ def parse_yaml(text: str, file: str, *, max_depth: int = MAX_DEPTH,
     Raises
     ------
     FileValidationError
-        Invalid YAML, an empty document, nesting or alias expansion beyond the limits,
-        duplicate keys (both lines named) or unhashable keys.
+        Invalid YAML, an empty document, nesting or alias expansion beyond the limits, a
+        recursive alias, a value the safe constructor cannot build (a bad timestamp, an
+        integer of thousands of digits), duplicate keys (both lines named) or unhashable keys.
     """
     _scan(text, file, max_depth, max_nodes)
     try:
@@ -387,8 +424,10 @@ def parse_yaml(text: str, file: str, *, max_depth: int = MAX_DEPTH,
     constructor = yaml.constructor.SafeConstructor()
     try:
         data = constructor.construct_document(root)
-    except yaml.YAMLError as exc:  # an unhashable key, a bad timestamp, ...
+    except yaml.YAMLError as exc:  # an unhashable key, an unknown tag, ...
         raise FileValidationError([_yaml_issue(exc, file)]) from None
+    except (ValueError, TypeError, OverflowError):  # a bad timestamp, !!int/!!float, 5000 digits
+        raise FileValidationError(_bad_scalars(root, file)) from None
     lines: dict[Path_, int] = {(): root.start_mark.line + 1}
     issues: list[Issue] = []
     # Iterative walk (no recursion); aliased nodes are visited once per path, which the scan
