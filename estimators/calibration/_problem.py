@@ -26,7 +26,8 @@ import numpy as np
 
 from bench.errors import DataError
 from bench.types import CalibrationResult, MuscleData
-from estimators.calibration.objectives import CalibrationSpace, Objective
+from estimators.calibration.identifiability import identifiability as local_identifiability
+from estimators.calibration.objectives import CalibrationSpace, Objective, assemble
 
 __all__ = ["ModelLoss", "Problem", "WeightedModelLoss", "default_space", "make_problem",
            "predict", "result_from"]
@@ -111,6 +112,22 @@ class ModelLoss:
         return self.objective(out, data["torque"], data["stiffness"], data["var_torque"],
                               data["var_stiffness"])
 
+    def residual_parts(self, x: jnp.ndarray, data: dict) -> tuple[list, list]:
+        """000:Eq.8 at ``x`` as residual rows ``(fit, penalty)``: two lists of 1-D arrays
+        (:meth:`Objective.residual_parts`) whose squared sums add up to :meth:`__call__`.
+
+        Kept as lists so that a consumer assembles all rows in *one*
+        :func:`~estimators.calibration.objectives.assemble` (a nested one is rewritten by
+        XLA into the slow concatenate it avoids)."""
+        out = self.outputs(x, data)
+        return self.objective.residual_parts(
+            out, data["torque"], data["stiffness"], data["var_torque"], data["var_stiffness"])
+
+    def residuals(self, x: jnp.ndarray, data: dict) -> jnp.ndarray:
+        """All residual rows at ``x``, shape (m,); ``sum(r**2)`` equals :meth:`__call__`."""
+        fit, pen = self.residual_parts(x, data)
+        return assemble(fit + pen)
+
 
 class WeightedModelLoss(ModelLoss):
     """000:Eq.8 with the weights as an argument: ``loss(x, w, data)``.
@@ -134,6 +151,22 @@ class WeightedModelLoss(ModelLoss):
         j_k = dataclasses.replace(o, alpha=0.0, beta=1.0, penalty="none")(out, *ref)
         pen = dataclasses.replace(o, alpha=0.0, beta=0.0)(out, *ref)
         return w[0] * j_t + w[1] * j_k + pen  # 000:Eq.8
+
+    def residual_parts(  # type: ignore[override]
+        self, x: jnp.ndarray, w: jnp.ndarray, data: dict,
+    ) -> tuple[list, list]:
+        """Rows ``(fit, penalty)`` of ``loss(x, w, data)`` as lists of 1-D arrays:
+        ``sqrt(alpha)`` times the torque rows and ``sqrt(beta)`` times the stiffness rows,
+        then the penalty rows."""
+        out = self.outputs(x, data)
+        return self.objective.residual_parts(
+            out, data["torque"], data["stiffness"], data["var_torque"], data["var_stiffness"],
+            weights=w)
+
+    def residuals(self, x: jnp.ndarray, w: jnp.ndarray, data: dict) -> jnp.ndarray:  # type: ignore[override]
+        """All rows of ``loss(x, w, data)``; ``sum(r**2)`` equals :meth:`__call__`."""
+        fit, pen = self.residual_parts(x, w, data)
+        return assemble(fit + pen)
 
 
 @dataclass(frozen=True)
@@ -201,13 +234,26 @@ def predict(model: Any, space: CalibrationSpace, x: np.ndarray, data: MuscleData
 def result_from(
     problem: Problem, model: Any, data: MuscleData, objective: Objective, x: np.ndarray,
     history: np.ndarray, wall_time: float, evaluations: int, info: dict,
+    *, identifiability: bool = True,
 ) -> CalibrationResult:
-    """Assemble a :class:`CalibrationResult` with named parameters and predictions."""
+    """Assemble a :class:`CalibrationResult` with named parameters and predictions.
+
+    With ``identifiability`` (the default, for every calibrator), ``info["identifiability"]``
+    holds :func:`~estimators.calibration.identifiability.identifiability` at ``x``: singular
+    values and condition number of the scaled Jacobian, the most correlated parameter pairs
+    and a Gauss-Newton standard error per parameter (``{"error": ...}`` where the Jacobian is
+    not finite there).
+    """
     pred = predict(model, problem.space, x, data)
     info = dict(info)
     info.update(objective.errors(pred, problem.torque, problem.stiffness))
     info["objective"] = float(problem.loss(jnp.asarray(x)))
     info["x"] = np.asarray(x)
+    if identifiability and "identifiability" not in info:
+        try:
+            info["identifiability"] = local_identifiability(problem, np.asarray(x))
+        except DataError as exc:  # a diagnostic must not fail the calibration
+            info["identifiability"] = {"error": str(exc)}
     return CalibrationResult(
         params=problem.space.to_dict(x),
         specs=problem.space.specs,

@@ -35,13 +35,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from bench.errors import DataError, InvalidParameterError
 from bench.types import ParameterSpec
 
-__all__ = ["CalibrationSpace", "Objective", "hard_penalty", "smooth_range_penalty"]
+__all__ = [
+    "CalibrationSpace",
+    "Objective",
+    "assemble",
+    "hard_penalty",
+    "hard_penalty_rows",
+    "row_parts",
+    "smooth_range_penalty",
+    "smooth_range_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -225,6 +235,71 @@ def smooth_range_penalty(x: jnp.ndarray, lo: float, hi: float, weight: float) ->
     return jnp.mean(jnp.sum(p, axis=-1))
 
 
+def smooth_range_rows(x: jnp.ndarray, lo: float, hi: float, weight: float) -> jnp.ndarray:
+    """Residual rows of :func:`smooth_range_penalty`, flattened, shape (prod(x.shape),).
+
+    ``sqrt(w / n) (min(x - lo, 0) + max(x - hi, 0))`` per element, ``n`` the number of
+    samples (all axes but the last); at most one of the two terms is nonzero (lo < hi), so
+    the rows' squared sum is the penalty exactly (001:Eq.4).
+    """
+    n = max(int(np.prod(x.shape[:-1])), 1)
+    viol = jnp.minimum(x - lo, 0.0) + jnp.maximum(x - hi, 0.0)
+    return (np.sqrt(weight / n) * viol).ravel()
+
+
+def hard_penalty_rows(lm: jnp.ndarray, lt: jnp.ndarray, max_value: float = 1000.0) -> jnp.ndarray:
+    """Residual rows of :func:`hard_penalty` (000:Eq.9), flattened, shape (lm.size,).
+
+    ``sqrt(MAX / n)`` where an MTU violates its range at a sample, 0 elsewhere (``n`` the
+    number of samples); their squared sum is the penalty. The rows are piecewise constant,
+    so they carry no derivative.
+    """
+    n = max(int(np.prod(lm.shape[:-1])), 1)
+    bad = (lm < 0.5) | (lm > 1.5) | (lt < 1.0)
+    return (np.sqrt(max_value / n) * bad.astype(lm.dtype)).ravel()
+
+
+def assemble(parts: list[jnp.ndarray]) -> jnp.ndarray:
+    """Concatenate 1-D arrays into one vector by ``dynamic_update_slice`` (JAX-traceable).
+
+    The same values as ``jnp.concatenate``, built differently on purpose: XLA's CPU backend
+    fuses a concatenate with everything that produces its operands, so concatenating the
+    model's torque, stiffness and fibre-length rows pulls the whole Hill model (force-length
+    Gaussians, force-velocity asinh, pennation) into one element-by-element loop that
+    recomputes the shared subexpressions for every kind of row and is not vectorized: 0.37
+    against 0.07 ms per residual vector of the ankle problem (``benchmarks/calibration.py``
+    measures both). Writing each part into a buffer keeps the parts separate fusions.
+    Assemble all rows in one call: XLA rewrites an ``assemble`` of ``assemble`` results
+    back into a concatenate (0.38 ms again).
+    """
+    parts = [jnp.ravel(p) for p in parts]
+    if not parts:
+        return jnp.zeros(0)
+    if len(parts) == 1:
+        return parts[0]
+    dtype = jnp.result_type(*parts)
+    out = jnp.zeros(sum(int(p.size) for p in parts), dtype)
+    k = 0
+    for part in parts:
+        out = jax.lax.dynamic_update_slice(out, part.astype(dtype), (k,))
+        k += int(part.size)
+    return out
+
+
+def row_parts(out: Any) -> tuple[list, list]:
+    """Normalize what a residual function returns to ``(fit, penalty)`` lists of 1-D arrays.
+
+    ``out`` is a vector (all fit rows), or a pair ``(fit, penalty)`` whose members are a
+    vector or a list/tuple of vectors (:meth:`Objective.residual_parts`).
+    """
+    def as_list(v):
+        return [jnp.ravel(a) for a in v] if isinstance(v, (list, tuple)) else [jnp.ravel(v)]
+
+    if isinstance(out, tuple) and len(out) == 2:
+        return as_list(out[0]), as_list(out[1])
+    return as_list(out), []
+
+
 @dataclass(frozen=True)
 class Objective:
     """000:Eq.8 with the penalty of 000:Eq.9 and/or 001:Eq.4.
@@ -301,6 +376,53 @@ class Objective:
             J = J + smooth_range_penalty(out["lm"], *self.fiber_range, self.smooth_weight)
             J = J + smooth_range_penalty(out["lt"] - 1.0, *self.strain_range, self.smooth_weight)
         return J
+
+    def residual_parts(
+        self, out: dict, torque, stiffness, var_torque, var_stiffness,
+        weights: jnp.ndarray | None = None,
+    ) -> tuple[list, list]:
+        """000:Eq.8 as residual rows: ``(fit, penalty)``, lists of 1-D arrays.
+
+        ``fit``: ``sqrt(alpha / N) (tau_hat - tau) / sqrt(Var tau)`` per trial, sample and
+        DoF (N of them), and the same for the stiffness with beta when beta > 0 (or when
+        ``weights`` are given); ``penalty``: the rows of 000:Eq.9
+        (:func:`hard_penalty_rows`) and/or of 001:Eq.4 (:func:`smooth_range_rows`) for the
+        fibre length and the tendon strain. The squared sum of all rows is
+        :meth:`__call__`'s value.
+
+        Parameters
+        ----------
+        out, torque, stiffness, var_torque, var_stiffness
+            As :meth:`__call__`.
+        weights : array, shape (2,), optional
+            ``(alpha, beta)`` replacing the objective's own (traceable), for a weight sweep;
+            the stiffness rows are then always present (zero with beta = 0).
+        """
+        if weights is None:
+            wa, wb, with_k = self.alpha, self.beta, self.beta > 0
+            sa, sb = np.sqrt(wa), np.sqrt(wb)
+        else:
+            sa, sb, with_k = jnp.sqrt(weights[0]), jnp.sqrt(weights[1]), True
+        n_t = np.sqrt(float(np.prod(np.shape(torque))))
+        fit = [sa * ((out["torque"] - torque) / jnp.sqrt(var_torque)).ravel() / n_t]
+        if with_k:
+            n_k = np.sqrt(float(np.prod(np.shape(stiffness))))
+            fit.append(sb * ((out["stiffness"] - stiffness) / jnp.sqrt(var_stiffness)).ravel()
+                       / n_k)
+        pen = []
+        if self.penalty in ("hard", "both"):
+            pen.append(hard_penalty_rows(out["lm"], out["lt"], self.max_penalty))
+        if self.penalty in ("smooth", "both"):
+            pen.append(smooth_range_rows(out["lm"], *self.fiber_range, self.smooth_weight))
+            pen.append(smooth_range_rows(out["lt"] - 1.0, *self.strain_range,
+                                         self.smooth_weight))
+        return fit, pen
+
+    def residuals(self, out: dict, torque, stiffness, var_torque, var_stiffness) -> jnp.ndarray:
+        """All residual rows of :meth:`residual_parts` as one vector; ``sum(r**2)`` is the
+        objective's value (000:Eq.8)."""
+        fit, pen = self.residual_parts(out, torque, stiffness, var_torque, var_stiffness)
+        return assemble(fit + pen)
 
     def errors(self, out: dict, torque, stiffness) -> dict[str, float]:
         """Seed 000's fitting errors: E_tau = Var(tau_hat - tau) / Var(tau) and

@@ -127,7 +127,11 @@ def activation_shape(u: jnp.ndarray, A: jnp.ndarray) -> jnp.ndarray:
     small = jnp.abs(A) < 1e-8
     A_safe = jnp.where(small, -1e-8, A)
     a = jnp.expm1(A_safe * u) / jnp.expm1(A_safe)
-    return jnp.where(small, u, a)
+    # near A = 0 the value is u; the added term is exactly zero in value and carries the
+    # limit derivative da/dA = u (u - 1) / 2, so that a calibrator at the bound A = 0 still
+    # sees which way the data pull the shape factor
+    lim = u + (A - jax.lax.stop_gradient(A)) * 0.5 * u * (u - 1.0)
+    return jnp.where(small, lim, a)
 
 
 def first_order_activation(
