@@ -8,7 +8,8 @@ Two hooks let bench commands take recorded sessions: :func:`handle_report` (``im
 DIR`` on a session directory writes the session report, :mod:`hil.session_report`) and
 :func:`handle_estimate_data` (``impbench estimate ... DATASET`` reads a session dataset).
 Each returns None when the path is not a session dataset, and the bench command goes on as
-usual.
+usual. :func:`handle_validate` lets ``impbench validate`` check rig session files, and
+:func:`handle_is_own_file` tells the bench that a file is a session file, not a scenario.
 """
 
 from __future__ import annotations
@@ -26,7 +27,24 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bench.types import Realizations
 
-__all__ = ["handle_estimate_data", "handle_report", "main", "register"]
+__all__ = [
+    "handle_estimate_data",
+    "handle_is_own_file",
+    "handle_report",
+    "handle_validate",
+    "main",
+    "register",
+]
+
+
+def _print_error(exc: BaseException) -> None:
+    """One line per located issue (``FILE:LINE: field: message``), else ``error: ...``."""
+    issues = getattr(exc, "issues", None)
+    if issues:
+        for issue in issues:
+            print(issue, file=sys.stderr)
+    else:
+        print(f"error: {exc}", file=sys.stderr)
 
 
 def _float_list(text: str) -> tuple[float, ...]:
@@ -135,10 +153,10 @@ def cmd_record(args: argparse.Namespace) -> int:
         ds = record(args.session, args.port, out=args.out, baudrate=args.baud,
                     progress=not args.quiet and sys.stderr.isatty())
     except ScenarioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(exc)
         return 2
     except (SessionError, LinkError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(exc)
         return 1
     print(f"recorded {_summary(ds)}")
     stem = ds.meta["raw_log"].rsplit(".", 1)[0]
@@ -154,7 +172,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
     try:
         ds = recover(args.log, out=args.out)
     except (DataError, ScenarioError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(exc)
         return 2
     print(f"recovered {_summary(ds)}; torn records {ds.meta['torn_records']}")
     return 0
@@ -171,7 +189,7 @@ def cmd_virtual(args: argparse.Namespace) -> int:
         rig = VirtualRig(args.rig, realtime=args.realtime, faults=faults, seed=args.seed,
                          capacity=args.capacity, link_path=args.link)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(exc)
         return 2
     mode = "real time" if args.realtime else "fast"
     print(f"virtual rig '{rig.rig.name}' ({mode}) on {rig.url}", flush=True)
@@ -190,6 +208,64 @@ def cmd_virtual(args: argparse.Namespace) -> int:
     print(f"served {s.samples_out} samples in {s.frames_out} frames; dropped {s.dropped}, "
           f"corrupted {s.corrupted_frames}, duplicated {s.duplicated}, resets {s.resets}")
     return 0
+
+
+def _session_document(path: Path) -> object | None:
+    """The parsed document of ``path`` when it is a rig session file, else None.
+
+    Reads through the hardened reader; a file it cannot read at all (not YAML, not UTF-8,
+    too large) is left to the scenario loader, which reports the same problem.
+    """
+    from bench.errors import ScenarioError
+    from bench.yamlfile import read_yaml
+
+    if Path(path).suffix.lower() not in (".yaml", ".yml"):
+        return None
+    try:
+        doc = read_yaml(path)
+    except ScenarioError:
+        return None
+    from hil.session_spec import is_session_document
+
+    return doc if is_session_document(doc.data) else None
+
+
+def handle_is_own_file(path: Path) -> bool | None:
+    """True when ``path`` is a rig session file (not a scenario); None otherwise."""
+    return True if _session_document(path) is not None else None
+
+
+def handle_validate(path: Path) -> str | None:
+    """``impbench validate FILE`` for a rig session file.
+
+    Checks everything that can be checked without a rig: the file (hardened reader), every
+    field and its bounds, the rig file it names, that the session fits that rig (sample rate,
+    pivot travel, filter cut-offs, size), and every repetition's perturbation against the
+    actuator limits (one repetition in memory at a time).
+
+    Returns
+    -------
+    str or None
+        ``"FILE: OK: rig session ..."``; None when ``path`` is not a session file.
+
+    Raises
+    ------
+    bench.yamlfile.FileValidationError
+        Every problem, ``FILE:LINE: field: message``.
+    """
+    doc = _session_document(path)
+    if doc is None:
+        return None
+    from hil.session_spec import check_session, load_session, resolve_session
+
+    spec = load_session(path, doc=doc)  # type: ignore[arg-type]
+    res = resolve_session(spec, Path(path).parent, str(path))
+    check_session(res)
+    per_rep = round(spec.duration_s * res.fs) + round(spec.settle_s * res.fs)
+    return (f"{path}: OK: rig session {spec.name!r}: {spec.repetitions} x {spec.duration_s:g} s "
+            f"at {res.fs:g} Hz ({spec.repetitions * per_rep} samples with settling), "
+            f"{spec.perturbation.signal} {spec.perturbation.level_mm:g} mm, pivot "
+            f"{spec.pivot.shape} on rig {res.rig.name!r}")
 
 
 def handle_report(args: argparse.Namespace) -> int | None:

@@ -1,4 +1,4 @@
-"""``impbench firmware build|flash`` and ``impbench rig emulate``: the Uno firmware (issue 11).
+"""``impbench firmware build|flash`` and ``impbench rig emulate``: the Uno rig firmware.
 
 ``bench/cli.py`` calls :func:`register` with its subparsers (after ``hil.cli``, whose ``rig``
 group gets the ``emulate`` command); each handler returns an exit status (0 ok, 1 run-time
@@ -15,6 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["main", "register"]
+
+
+def _print_error(exc: BaseException) -> None:
+    """One line per located issue of an input file (a rig file), else ``error: ...``."""
+    issues = getattr(exc, "issues", None)
+    for line in (issues or [f"error: {exc}"]):
+        print(line, file=sys.stderr)
 
 
 def _subparsers_of(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
@@ -76,7 +83,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     try:
         res = build(args.rig, args.out, rig_id=args.rig_id, harness=not args.no_harness)
     except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(exc)
         return 2
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -111,7 +118,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
                        pivot0=args.pivot0, link_path=args.link, build_dir=args.build_dir)
         emu.start()
     except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(exc)
         return 2
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)

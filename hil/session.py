@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from bench.errors import DataError
 from hil.link import FrameChecker, Link, LinkError, LinkStats
@@ -195,8 +196,14 @@ def record(
     spec = load_session(spec_path)
     res = resolve_session(spec, Path(spec_path).parent, str(spec_path))
     plan = plan_session(res)
+    # The default output is <spec dir>/<name>: the name is a checked path component, so the
+    # files stay in the session file's folder; --out is the user's own choice.
     out = Path(out) if out is not None else Path(spec_path).with_name(spec.name)
-    log = RawLog(out.with_suffix(".rawlog"))
+    if not out.parent.is_dir():
+        raise SessionError(f"output folder {str(out.parent)!r} does not exist")
+    # Deferred: nothing is created until the rig has answered the handshake (a wrong port or
+    # a rig that refuses the session leaves no file behind; a retry is not blocked by it).
+    log = RawLog(out.with_suffix(".rawlog"), deferred=True)
     spec_dict = spec.model_dump(mode="json")
     log.meta({"kind": "session", "spec": spec_dict, "spec_path": str(spec_path),
               "spec_dir": str(Path(spec_path).parent.resolve()), "rig_path": res.rig_path,
@@ -253,6 +260,7 @@ def _run(link: Link, res: ResolvedSession, plan: SessionPlan, asm: _Assembler, l
         pending.append(r)
 
     hello = _handshake(link, res, keep)
+    log.start()  # the rig answered and accepted the session: from now on it is recorded
     segment = link.segment
     flow = _Flow(capacity=hello.buffer_capacity)
     t0 = time.monotonic()
@@ -424,11 +432,18 @@ def recover(log_path: str | os.PathLike, *, out: str | os.PathLike | None = None
         ``meta["recovered"]`` is True; saved to ``<out>`` (default: the log's stem).
     """
     metas, rx, events, torn = read_raw_log(log_path)
-    sess = [m for m in metas if m.get("kind") == "session"]
+    sess = [m for m in metas if isinstance(m, dict) and m.get("kind") == "session"]
     if not sess:
         raise DataError(f"{log_path}: raw log has no session metadata record")
-    spec = SessionSpec.model_validate(sess[0]["spec"])
-    res = resolve_session(spec, sess[0].get("spec_dir"), str(log_path))
+    try:
+        spec = SessionSpec.model_validate(sess[0].get("spec"))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise DataError(f"{log_path}: the logged session spec is invalid: "
+                        f"{'.'.join(map(str, err['loc'])) or 'spec'}: {err['msg']}") from None
+    spec_dir = sess[0].get("spec_dir")
+    res = resolve_session(spec, spec_dir if isinstance(spec_dir, str) else None,
+                          str(log_path))
     plan = plan_session(res)
     asm = _Assembler(plan.total)
     stats = LinkStats()
@@ -442,7 +457,8 @@ def recover(log_path: str | os.PathLike, *, out: str | os.PathLike | None = None
         if frame is not None:
             checker.reset_seen = False
             asm.add(frame.msg, t_host, segment)
-    asm.restarts = [int(e["index"]) for e in events if e.get("event") == "resume"]
+    asm.restarts = [e["index"] for e in events if e.get("event") == "resume"
+                    and isinstance(e.get("index"), int) and 0 <= e["index"] < plan.total]
     out = Path(out) if out is not None else Path(log_path).with_suffix("")
     ds = _build_dataset(asm, plan, res, {
         "raw_log": str(log_path), "link": stats.to_dict(), "recovered": True,

@@ -240,27 +240,85 @@ def _build_dataset(asm: _Assembler, plan: SessionPlan, res: ResolvedSession, ext
     return SessionDataset(arrays, meta)
 
 
+#: Largest session metadata file read, bytes (a dataset's JSON is a few kB to a few MB).
+MAX_META_BYTES = 64 * 2**20
+
+
+def _read_meta(js: Path) -> Any:
+    """The parsed metadata file; DataError when unreadable, too large or not JSON."""
+    from bench.errors import ScenarioError
+    from bench.yamlfile import read_text
+
+    try:
+        text = read_text(js, max_bytes=MAX_META_BYTES)
+    except ScenarioError as exc:
+        raise DataError(str(exc).splitlines()[-1]) from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise DataError(f"{js}: not a JSON file: {str(exc)[:200]}") from None
+
+
+def _check_meta(js: Path, meta: Any) -> None:
+    """The numbers a dataset's view is built from: present, of their type and in range."""
+    if not isinstance(meta, dict):
+        raise DataError(f"{js}: session metadata must be a JSON object")
+
+    def number(key: str, integer: bool = False) -> float:
+        v = meta.get(key)
+        ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+        if isinstance(v, bool) or not ok or not np.isfinite(v) or v <= 0:
+            kind = "a positive integer" if integer else "a positive finite number"
+            raise DataError(f"{js}: '{key}' must be {kind}; got {v!r}")
+        return v
+
+    number("fs")
+    number("period_s")
+    for key in ("n_run", "repetitions", "total"):
+        number(key, integer=True)
+    restarts = meta.get("restarts", [])
+    if not isinstance(restarts, list) or not all(
+            isinstance(k, int) and not isinstance(k, bool) for k in restarts):
+        raise DataError(f"{js}: 'restarts' must be a list of sample indices")
+
+
 def load_dataset(path: str | os.PathLike) -> SessionDataset:
     """Load a dataset written by :meth:`SessionDataset.save` (either file's path or the stem).
 
     Raises
     ------
     DataError
-        One of the two files is missing or unreadable.
+        One of the two files is missing, unreadable or not of its kind (naming it), an array
+        is missing or of another length than ``total``, or a number of the metadata is
+        missing or out of range.
     """
     p = Path(path)
     npz, js = p.with_suffix(".npz"), p.with_suffix(".json")
-    if not npz.exists() or not js.exists():
+    if not npz.is_file() or not js.is_file():
         raise DataError(f"{p}: session dataset needs both {npz.name} and {js.name}")
+    meta = _read_meta(js)
+    _check_meta(js, meta)
     try:
         with np.load(npz, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise ValueError("a single .npy array, not an .npz archive")
             arrays = {k: z[k] for k in z.files}
-        meta = json.loads(js.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{p}: cannot read session dataset: {exc}") from exc
+    except Exception as exc:  # zipfile, EOF, pickle refusals, ...: all mean "not readable"
+        raise DataError(f"{npz}: cannot read as .npz ({type(exc).__name__}: "
+                        f"{str(exc)[:200]})") from None
     missing = sorted(_REQUIRED_ARRAYS - set(arrays))
     if missing:
         raise DataError(f"{npz}: not a session dataset (no arrays {', '.join(missing)})")
+    total = meta["total"]
+    for k in sorted(_REQUIRED_ARRAYS):
+        a = arrays[k]
+        if a.shape != (total,) or a.dtype.kind not in "biuf":
+            raise DataError(f"{npz}: array {k!r} must be numeric of shape ({total},); got "
+                            f"{a.dtype} {a.shape}")
+    for k in ("act_m", "force_n", "pivot_m"):
+        v = arrays["valid"].astype(bool)
+        if not np.isfinite(arrays[k][v]).all():
+            raise DataError(f"{npz}: array {k!r} holds non-finite values at valid samples")
     return SessionDataset(arrays, meta)
 
 
@@ -283,8 +341,8 @@ def is_session_dataset(path: str | os.PathLike) -> bool:
     if not (npz.is_file() and js.is_file()):
         return False
     try:
-        return _is_dataset_meta(json.loads(js.read_text()))
-    except (OSError, ValueError):
+        return _is_dataset_meta(_read_meta(js))
+    except DataError:
         return False
 
 
@@ -336,16 +394,26 @@ def session_mapping(ds: SessionDataset, truth: str = "auto", *, duration: float 
     from plants.lever.mapping import true_stiffness_mapping
     from plants.lever.rig import Rig
 
-    spec = SessionSpec.model_validate(ds.meta["spec"])
+    try:
+        spec = SessionSpec.model_validate(ds.meta.get("spec"))
+    except ValueError as exc:  # pydantic's ValidationError
+        raise DataError(f"{source}: the dataset's session spec is invalid: "
+                        f"{str(exc).splitlines()[0][:200]}") from None
     kind = spec.perturbation.signal if truth == "auto" else truth
     if kind not in ("fgwn", "prbs"):
         raise DataError(f"{source}: no true-stiffness mapping for perturbation {kind!r}; "
                         "use truth 'fgwn' or 'prbs'")
-    if "rig_description" in ds.meta:
-        rig = Rig.model_validate(ds.meta["rig_description"])
-    else:
-        rig = resolve_session(spec.model_copy(update={"rig": ds.meta["rig"]}), None,
-                              source).rig
+    try:
+        if "rig_description" in ds.meta:
+            rig = Rig.model_validate(ds.meta["rig_description"])
+        else:
+            rig = resolve_session(spec.model_copy(update={"rig": str(ds.meta.get("rig"))}),
+                                  None, source).rig
+    except ValueError as exc:  # pydantic's ValidationError, a rig file's located errors
+        issues = getattr(exc, "issues", None)
+        why = str(issues[0]) if issues else str(exc).splitlines()[0]
+        raise DataError(f"{source}: the dataset's rig description is invalid: {why[:200]}"
+                        ) from None
     return true_stiffness_mapping(rig, kind, duration=duration)
 
 

@@ -13,6 +13,7 @@ import struct
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.errors import DataError
 from hil.protocol import cobs_decode, cobs_encode
@@ -24,6 +25,7 @@ __all__ = ["LOG_SYNC_S", "RawLog", "read_raw_log"]
 LOG_SYNC_S = 0.05
 _LOG_MAGIC = b"IMPBENCH-RAWLOG v1\n"
 _REC_META, _REC_RX, _REC_EVENT = 1, 2, 3
+
 
 class RawLog:
     """Append-only raw log of a session: every received wire frame, with events and metadata.
@@ -38,21 +40,66 @@ class RawLog:
     a killed host loses at most the last ``sync_s`` of frames and the link's reader thread
     never waits on the disk (an fsync can take tens of ms on a busy machine — longer than the
     setpoint buffer lasts at 2500 Hz).
+
+    With ``deferred=True`` nothing is created yet: records are kept in memory until
+    :meth:`start` creates the file and writes them first (``record`` starts the log once the
+    rig has answered the handshake, so a wrong port or a rig that refuses the session leaves
+    no file behind); :meth:`close` of a log never started discards them.
+
+    Parameters
+    ----------
+    path : path-like
+        The log file; never overwritten.
+    sync_s : float
+        Flush + fsync interval, s.
+    deferred : bool
+        Keep records in memory until :meth:`start`.
+
+    Raises
+    ------
+    SessionError
+        ``path`` exists (checked again when the file is created).
     """
 
-    def __init__(self, path: str | os.PathLike, *, sync_s: float = LOG_SYNC_S) -> None:
+    def __init__(self, path: str | os.PathLike, *, sync_s: float = LOG_SYNC_S,
+                 deferred: bool = False) -> None:
         self.path = Path(path)
         self.sync_s = sync_s
-        try:
-            self._f = open(self.path, "xb")
-        except FileExistsError:
-            raise SessionError(f"{self.path} exists; a raw log is never overwritten "
-                               "(choose another output name)") from None
         self._lock = threading.Lock()
-        self._f.write(_LOG_MAGIC)
+        self._f: Any = None
+        self._pending: list[bytes] | None = []
         self.records = 0
         self.syncs = 0
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if self.path.exists() or self.path.is_symlink():
+            raise self._exists()
+        if not deferred:
+            self.start()
+
+    def _exists(self) -> SessionError:
+        return SessionError(f"{self.path} exists; a raw log is never overwritten "
+                            "(choose another output name)")
+
+    @property
+    def started(self) -> bool:
+        """True once the file exists (:meth:`start`)."""
+        return self._f is not None
+
+    def start(self) -> None:
+        """Create the file, write the records kept so far, and start the sync thread."""
+        with self._lock:
+            if self._f is not None or self._pending is None:
+                return
+            try:
+                f = open(self.path, "xb")
+            except FileExistsError:
+                raise self._exists() from None
+            f.write(_LOG_MAGIC)
+            for rec in self._pending:
+                f.write(rec)
+            self._pending = None
+            self._f = f
         self._thread = threading.Thread(target=self._syncer, name="rawlog-sync", daemon=True)
         self._thread.start()
 
@@ -60,6 +107,11 @@ class RawLog:
         t_ns = time.monotonic_ns() if t_ns is None else t_ns
         rec = cobs_encode(struct.pack("<BQ", kind, t_ns) + body) + b"\x00"
         with self._lock:
+            if self._f is None:
+                if self._pending is not None:  # deferred, not started yet
+                    self._pending.append(rec)
+                    self.records += 1
+                return
             if self._f.closed:
                 return
             self._f.write(rec)
@@ -68,7 +120,7 @@ class RawLog:
     def sync(self) -> None:
         """Flush to the OS (under the lock) and fsync (outside it)."""
         with self._lock:
-            if self._f.closed:
+            if self._f is None or self._f.closed:
                 return
             self._f.flush()
             fd = os.dup(self._f.fileno())
@@ -96,12 +148,14 @@ class RawLog:
                      int(t_host * 1e9))
 
     def close(self) -> None:
-        """Stop the sync thread, flush, fsync and close."""
+        """Stop the sync thread, flush, fsync and close (a log never started: discard)."""
         self._stop.set()
-        self._thread.join(timeout=5.0)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
         self.sync()
         with self._lock:
-            if not self._f.closed:
+            self._pending = None
+            if self._f is not None and not self._f.closed:
                 self._f.close()
 
 
@@ -121,7 +175,10 @@ def read_raw_log(path: str | os.PathLike) -> tuple[list[dict], list[tuple], list
     DataError
         Not a raw log (magic line missing).
     """
-    data = Path(path).read_bytes()
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the raw log: {exc.strerror or exc}") from None
     if not data.startswith(_LOG_MAGIC):
         raise DataError(f"{path}: not an impbench raw log (no {_LOG_MAGIC.strip()!r} header)")
     metas, rx, events, torn = [], [], [], 0
@@ -141,7 +198,10 @@ def read_raw_log(path: str | os.PathLike) -> tuple[list[dict], list[tuple], list
         elif kind in (_REC_META, _REC_EVENT):
             try:
                 obj = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
+                torn += 1
+                continue
+            if not isinstance(obj, dict):
                 torn += 1
                 continue
             (metas if kind == _REC_META else events).append(obj)

@@ -37,6 +37,13 @@ perturbation  fgwn_std (m, 2 mm), prbs_amplitude (m, 5 mm peak-to-peak: levels 0
            fgwn_cutoff (Hz, 5), fgwn_order (2), decimation (25: 2500 -> 100 Hz).
 mapping    positions (m, >= 5 pivot positions), duration (s, 60), band (Hz, [0.1, 2.5]),
            seed (fixed: the mapping does not depend on the experiment's seed).
+
+Rig files are read by the bench's one hardened YAML reader (:func:`bench.yamlfile.read_yaml`:
+size, encoding, nesting, alias bombs, duplicate keys with both lines); numbers must be finite,
+and those that size the simulation are bounded: ``sampling.fs`` <= 100 kHz, at most
+:data:`MAX_SUBSTEPS` physics sub-steps per sample, filter cut-offs within
+:data:`MAX_FS_PER_CUTOFF` of ``fs``, and the mapping trials (positions x duration x fs) at
+most :data:`MAX_MAPPING_SAMPLES` samples.
 """
 
 from __future__ import annotations
@@ -44,14 +51,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bench.errors import InvalidParameterError
+from bench.yamlfile import Collector, FileValidationError, Issue, fmt_path, read_yaml
 
 __all__ = [
+    "MAX_FS_PER_CUTOFF",
+    "MAX_MAPPING_SAMPLES",
+    "MAX_SUBSTEPS",
     "Actuator",
     "Controller",
     "Geometry",
@@ -71,12 +80,26 @@ __all__ = [
 ]
 
 
-class RigFileError(InvalidParameterError):
-    """A rig description is invalid; the message names the file, line and field."""
+#: Most physics sub-steps per sample (``1 / (sampling.fs * sampling.max_step)``).
+MAX_SUBSTEPS = 1000
+#: Largest ratio of ``sampling.fs`` to a filter cut-off: a filter's start-up transient lasts
+#: about ``4 fs / cut-off`` samples, generated and discarded before every signal.
+MAX_FS_PER_CUTOFF = 100_000
+#: Most samples of the true-stiffness mapping trials (positions x duration x fs): 50 M is
+#: 20 x 1000 s at 2500 Hz (the shipped rig: 5 x 60 s at 2500 Hz = 0.75 M).
+MAX_MAPPING_SAMPLES = 50_000_000
+
+
+class RigFileError(FileValidationError, InvalidParameterError):
+    """A rig description is invalid; :attr:`issues` name the file, line and field.
+
+    A :class:`bench.errors.ScenarioError` (located issues, exit status 2 on the command line)
+    and an :class:`bench.errors.InvalidParameterError`.
+    """
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
 
 
 class Geometry(_Section):
@@ -166,8 +189,16 @@ class Sensors(_Section):
 
 
 class Sampling(_Section):
-    fs: float = Field(gt=0)
-    max_step: float = Field(gt=0)
+    fs: float = Field(gt=0, le=100_000)
+    max_step: float = Field(gt=0, le=1.0)
+
+    @model_validator(mode="after")
+    def _substeps(self) -> Sampling:
+        if 1.0 / (self.fs * self.max_step) > MAX_SUBSTEPS:
+            raise ValueError(f"max_step ({self.max_step:g} s) would take more than "
+                             f"{MAX_SUBSTEPS} physics sub-steps per sample at fs = "
+                             f"{self.fs:g} Hz")
+        return self
 
 
 class PerturbationSpec(_Section):
@@ -175,17 +206,17 @@ class PerturbationSpec(_Section):
     fgwn_cutoff: float = Field(gt=0)
     fgwn_order: int = Field(ge=1, le=10)
     prbs_amplitude: float = Field(gt=0)
-    prbs_switch_interval: float = Field(gt=0)
+    prbs_switch_interval: float = Field(gt=0, le=3600)
     lowpass: float = Field(gt=0)
     lowpass_order: int = Field(ge=1, le=10)
-    decimation: int = Field(ge=1)
+    decimation: int = Field(ge=1, le=10_000)
 
 
 class MappingSpec(_Section):
-    positions: tuple[float, ...] = Field(min_length=5)
-    duration: float = Field(gt=0)
+    positions: tuple[float, ...] = Field(min_length=5, max_length=1000)
+    duration: float = Field(gt=0, le=3600)
     band: tuple[float, float]
-    seed: int = Field(ge=0)
+    seed: int = Field(ge=0, le=2**63 - 1)
 
     @model_validator(mode="after")
     def _band(self) -> MappingSpec:
@@ -228,6 +259,17 @@ class Rig(_Section):
             raise ValueError(f"mapping.positions {bad} lie outside the pivot travel [{lo}, {hi}]")
         if self.mapping.band[1] >= self.sampling.fs / 2:
             raise ValueError("mapping.band must lie below the Nyquist frequency sampling.fs / 2")
+        fs, p = self.sampling.fs, self.perturbation
+        for name, cutoff in (("lowpass", p.lowpass), ("fgwn_cutoff", p.fgwn_cutoff)):
+            if not fs / MAX_FS_PER_CUTOFF <= cutoff < fs / 2:
+                raise ValueError(f"perturbation.{name} ({cutoff:g} Hz) must lie in "
+                                 f"[fs / {MAX_FS_PER_CUTOFF}, fs / 2) = [{fs / MAX_FS_PER_CUTOFF:g}"
+                                 f", {fs / 2:g}) Hz")
+        n_map = len(self.mapping.positions) * self.mapping.duration * fs
+        if n_map > MAX_MAPPING_SAMPLES:
+            raise ValueError(f"the mapping trials (mapping.positions x mapping.duration x "
+                             f"sampling.fs) would simulate {n_map:.3g} samples; at most "
+                             f"{MAX_MAPPING_SAMPLES:.3g}")
         return self
 
     @property
@@ -279,30 +321,6 @@ def default_rig_path() -> Path:
     return Path(str(resources.files("plants").joinpath("rigs").joinpath("default.yaml")))
 
 
-def _line_map(text: str) -> dict[tuple, int]:
-    """Map key paths to 1-based line numbers from the YAML node marks."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return {}
-    lines: dict[tuple, int] = {}
-
-    def walk(node: Any, path: tuple) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                sub = (*path, k.value)
-                lines[sub] = k.start_mark.line + 1
-                walk(v, sub)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                lines[(*path, i)] = item.start_mark.line + 1
-                walk(item, (*path, i))
-
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
 _MSG = {
     "greater_than": "must be > {gt}",
     "greater_than_equal": "must be >= {ge}",
@@ -314,11 +332,11 @@ _MSG = {
 }
 
 
-def _format_errors(exc: ValidationError, source: str, lines: Mapping[tuple, int]) -> str:
+def _rig_issues(exc: ValidationError, col: Collector | None, source: str) -> list[Issue]:
+    """One located issue per pydantic error (``FILE:LINE: field.path: message``)."""
     out = []
     for err in exc.errors():
-        loc = tuple(str(x) if not isinstance(x, int) else x for x in err["loc"])
-        field = ".".join(str(x) for x in loc) or "(top level)"
+        loc = tuple(err["loc"])
         tmpl = _MSG.get(err["type"])
         ctx = err.get("ctx") or {}
         nums = {k: f"{v:g}" if isinstance(v, (int, float)) else v for k, v in ctx.items()}
@@ -326,16 +344,15 @@ def _format_errors(exc: ValidationError, source: str, lines: Mapping[tuple, int]
         if err["type"] == "value_error":
             msg = str(ctx.get("error", err["msg"]))
         if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
-            if not isinstance(err["input"], Mapping):
-                msg += f" (got {err['input']!r})"
-        line = None
-        for k in range(len(loc), -1, -1):
-            line = lines.get(loc[:k])
-            if line is not None:
-                break
-        where = f"{source}:{line}" if line is not None else source
-        out.append(f"{where}: {field}: {msg}")
-    return "\n".join(out)
+            given = err["input"]
+            if not isinstance(given, (Mapping, list, tuple)):
+                text = repr(given)
+                msg += f" (got {text if len(text) <= 60 else text[:57] + '...'})"
+        if col is not None:
+            col.add(loc, msg)
+        else:
+            out.append(Issue(source, None, fmt_path(loc), msg))
+    return col.issues if col is not None else out
 
 
 def load_rig(source: str | Path | Mapping | Rig | None = None) -> Rig:
@@ -354,29 +371,28 @@ def load_rig(source: str | Path | Mapping | Rig | None = None) -> Rig:
     Raises
     ------
     RigFileError
-        One line per problem: ``FILE:LINE: field.path: message``.
+        Every problem, one issue each: ``FILE:LINE: field.path: message`` (unreadable, too
+        large, not UTF-8, invalid YAML, duplicate keys, unknown or missing keys, values out of
+        range).
     """
     if isinstance(source, Rig):
         return source
     if source is None:
         source = default_rig_path()
+    col: Collector | None = None
     if isinstance(source, Mapping):
-        name, data, lines = "<rig>", dict(source), {}
+        name, data = "<rig>", dict(source)
     else:
-        path = Path(source)
-        name = path.name
+        name = str(source)
         try:
-            text = path.read_text()
-        except OSError as exc:
-            raise RigFileError(f"{path}: cannot read rig file: {exc}") from exc
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise RigFileError(f"{name}: invalid YAML: {exc}") from exc
+            doc = read_yaml(source)
+        except FileValidationError as exc:
+            raise RigFileError(exc.issues) from None
+        data, col = doc.data, doc.collector()
         if not isinstance(data, Mapping):
-            raise RigFileError(f"{name}: a rig file must hold a mapping of sections")
-        lines = _line_map(text)
+            raise RigFileError([Issue(name, doc.lines.get((), 1), "",
+                                      "a rig file must hold a mapping of sections")])
     try:
         return Rig.model_validate(data)
     except ValidationError as exc:
-        raise RigFileError(_format_errors(exc, name, lines)) from None
+        raise RigFileError(_rig_issues(exc, col, name)) from None

@@ -82,7 +82,9 @@ def test_ping_virtual_rig_and_cli(capsys, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("session: {name: x}\n")
     assert main(["rig", "record", str(bad), "--port", "loop://"]) == 2
-    assert "field" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{bad}:1: session.pivot: required key is missing" in err
+    assert f"{bad}:1: session.duration_s: required key is missing" in err
 
 
 def test_register_adds_rig_group():
