@@ -41,6 +41,7 @@ __all__ = [
     "check_deterministic",
     "check_does_not_mutate_input",
     "check_estimator",
+    "check_experimenter_view_only",
     "check_get_params_clone",
     "check_needs_schedule",
     "check_returns_estimate",
@@ -151,6 +152,7 @@ def make_impedance_data(
         schedule=np.tile(Kt, (R, 1)),
         truth=GroundTruth(K=Kt.copy(), B=Bt.copy(), I=float(I)),
         meta={
+            "contiguous": True,  # consecutive periods of one record
             "generator": "estimators.testing.make_impedance_data",
             "K": float(K) if K_t is None else "K_t",
             "B": float(B) if B_t is None else "B_t",
@@ -233,6 +235,63 @@ def check_does_not_mutate_input(estimator: Estimator) -> None:
     assert set(after) == set(params) and all(after[k] is params[k] for k in params), (
         f"{name} changed its hyper-parameters during estimate"
     )
+
+
+def _poisoned(view: Realizations) -> Realizations:
+    """``view`` plus everything an experimenter does not have, all of it wrong.
+
+    A false ground truth (a stiffness ramp 10-400 Nm/rad, damping 9 Nms/rad, inertia
+    1 kg m^2, per-realization truth too), plant-like parameters in ``meta`` (ranges, profile
+    shapes, a phase, jitter draws, SNRs) and, for a method that does not declare
+    ``needs_schedule``, a scheduling variable it is never handed by the runner.
+    """
+    R, N = view.R, view.N
+    ramp = np.linspace(10.0, 400.0, N)
+    truth = GroundTruth(
+        K=ramp, B=np.full(N, 9.0), I=1.0, K_r=np.tile(ramp[::-1], (R, 1)),
+    )
+    meta = {
+        **view.meta,
+        "plant": "msd",
+        "params": {"K_range": [10.0, 400.0], "B_range": [9.0, 9.0], "inertia": 1.0,
+                   "K_profile": "sine", "phase": 0.37, "snr_db": 40.0},
+        "period": 1.0,
+        "phase": 0.37,
+        "K_shape": (ramp - ramp.min()) / np.ptp(ramp),
+        "B_shape": np.zeros(N),
+        "K": 400.0, "B": 9.0, "I": 1.0,
+        "jitter_shift_s": np.full(R, 0.013),
+        "snr_db_decimated": 40.0,
+    }
+    schedule = view.schedule
+    if schedule is None:
+        schedule = np.tile(meta["K_shape"], (R, 1))
+    return Realizations(u=view.u.copy(), y=view.y.copy(), fs=view.fs, schedule=schedule,
+                        truth=truth, meta=meta)
+
+
+def check_experimenter_view_only(estimator: Estimator) -> None:
+    """The estimate depends only on what an experimenter has (DESIGN.md "Scenario").
+
+    The runner hands an estimator :meth:`~bench.types.Realizations.experimenter_view`:
+    ``u``, ``y``, ``fs``, the schedule if the method declares ``needs_schedule``, and
+    ``meta = {"contiguous": ...}``. The estimator is run on that view and on a copy that
+    also carries a false ground truth, plant parameters in ``meta`` and (for a method
+    without ``needs_schedule``) a schedule (:func:`_poisoned`); K, B, I, irf and frf must
+    be identical. An estimator that reads the truth, the plant's settings or a schedule it
+    did not ask for fails.
+    """
+    data = _check_data(estimator)
+    view = data.experimenter_view(schedule=bool(estimator.tags.needs_schedule))
+    a = estimator.estimate(view)
+    b = _clone(estimator).estimate(_poisoned(view))
+    name = type(estimator).__name__
+    for field in ("K", "B", "I", "irf", "frf"):
+        assert _same(getattr(a, field), getattr(b, field)), (
+            f"{name}: {field} changes when the data also carry a (false) truth, plant "
+            "parameters in meta or an unrequested schedule; an estimator may use only u, y, "
+            "fs, meta['contiguous'] and the schedule it declares (tags.needs_schedule)"
+        )
 
 
 def check_constant_stiffness(estimator: Estimator, tolerance_pct: float = 5.0) -> None:
@@ -318,6 +377,7 @@ _CHECKS: tuple[Callable[..., None], ...] = (
     check_returns_estimate,
     check_deterministic,
     check_does_not_mutate_input,
+    check_experimenter_view_only,
     check_constant_stiffness,
     check_bad_parameter_type,
     check_too_few_realizations,

@@ -426,6 +426,17 @@ class MSDPlant(Plant):
         Range of stiffness (Nm/rad, thesis 50-150) and damping (Nms/rad, thesis 1.2-3.2).
     K_profile, B_profile : {"sine", "square", "triangle"} or array-like
         Shapes of the variation (thesis: square K, triangle B); see :func:`profile_shape`.
+    phase : float in [0, 1) or "random"
+        Phase offset of the K and B profiles relative to the cut of the record into
+        realizations, periods: the shapes are evaluated at ``t / period - phase``, so every
+        profile feature moves ``phase * period`` s later within a realization (the square
+        wave's jumps sit at ``phase`` and ``phase + 0.5`` of the period). 0 (default) is the
+        thesis's alignment and reproduces the output without the parameter bit for bit.
+        ``"random"``: a phase drawn uniformly in [0, 1) per simulation, from a fourth child
+        of ``simulate``'s generator (so per seed and cell, and the other streams are
+        unchanged); the draw is recorded in ``meta["phase"]``. An experimenter cutting a
+        record does not know where the time variation starts, and methods whose fixed
+        structure lines up with phase 0 lose that edge.
     period : float
         Period of the time variation, s (thesis: 1 s = 1 Hz).
     Kc : float
@@ -488,6 +499,7 @@ class MSDPlant(Plant):
         "B_range": [_Range()],
         "K_profile": [_Profile()],
         "B_profile": [_Profile()],
+        "phase": [Interval(float, 0, 1, closed="left"), Options(("random",))],
         "period": [Interval(float, 0, None, closed="neither")],
         "Kc": [Interval(float, 0, None, closed="neither")],
         "fs_sim": [Interval(float, 0, None, closed="neither")],
@@ -512,6 +524,7 @@ class MSDPlant(Plant):
         B_range: tuple[float, float] = (1.2, 3.2),
         K_profile: str | Any = "square",
         B_profile: str | Any = "triangle",
+        phase: float | str = 0.0,
         period: float = 1.0,
         Kc: float = 20000.0,
         fs_sim: float = 1000.0,
@@ -532,6 +545,7 @@ class MSDPlant(Plant):
         self.B_range = B_range
         self.K_profile = K_profile
         self.B_profile = B_profile
+        self.phase = phase
         self.period = period
         self.Kc = Kc
         self.fs_sim = fs_sim
@@ -601,10 +615,14 @@ class MSDPlant(Plant):
     # ------------------------------------------------------------------ simulation
 
     def _trajectories(
-        self, t: np.ndarray, shift: np.ndarray, amp_k: np.ndarray, amp_b: np.ndarray
+        self, t: np.ndarray, shift: np.ndarray, amp_k: np.ndarray, amp_b: np.ndarray,
+        offset: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """K, B and their normalized shapes at times ``t`` (per-row jitter), shape of ``t``."""
+        """K, B and their normalized shapes at times ``t`` (per-row jitter, profile phase
+        ``offset`` in periods), shape of ``t``."""
         phase = (t - shift) / self.period
+        if offset:
+            phase = phase - offset
         sk = profile_shape(self.K_profile, phase)
         sb = profile_shape(self.B_profile, phase)
         k_lo, k_hi = (float(x) for x in self.K_range)
@@ -631,12 +649,16 @@ class MSDPlant(Plant):
         -------
         Realizations
             ``u`` (rad) and ``y`` (Nm), shape (R, N) with ``R = floor(duration / period)`` and
-            ``N = period * fs``; ``schedule`` the normalized shape (in [0, 1]) of the varying
-            parameter (K unless only B varies); ``truth`` with ``K``, ``B`` (nominal, on the
+            ``N = period * fs``; ``schedule`` the measured scheduling signal: the normalized
+            driver (in [0, 1]) of the varying parameter (K unless only B varies) at each
+            sample's actual time, jitter, warp and ``phase`` included, i.e. what a noise-free
+            sensor of the variable that sets the stiffness (pivot position, EMG envelope)
+            records; ``truth`` with ``K``, ``B`` (nominal, on the
             decimated one-period grid), ``I`` and, with any jitter (shift, amplitude or period
             scatter), ``K_r`` (R, N), the true K of every realization on its own samples;
-            ``meta`` with all parameters, the achieved SNRs and the per-realization jitter
-            (``cycle_boundaries_s``: boundaries of the warped cycles covering the record).
+            ``meta`` with all parameters, the profile phase used (``phase``), the achieved
+            SNRs and the per-realization jitter (``cycle_boundaries_s``: boundaries of the
+            warped cycles covering the record).
         """
         self._validate()
         if not isinstance(rng, np.random.Generator):
@@ -644,6 +666,11 @@ class MSDPlant(Plant):
                 f"MSDPlant.simulate needs a numpy.random.Generator; got {type(rng).__name__}."
             )
         rng_u, rng_v, rng_j = rng.spawn(3)
+        if self.phase == "random":
+            # a fourth child: the first three (and so every other draw) stay as they were
+            offset = float(rng.spawn(1)[0].uniform(0.0, 1.0))
+        else:
+            offset = float(self.phase)
         q = round(self.fs_sim / self.fs)
         P = round(self.period * self.fs_sim)  # simulation samples per period
         N = round(self.period * self.fs)  # output samples per period
@@ -670,7 +697,9 @@ class MSDPlant(Plant):
         )
         warped = self.jitter_period > 0
         tau = warp_time(t, boundaries, self.period) if warped else t
-        K, B, sk, sb = self._trajectories(tau, shift[:, None], amp_k[:, None], amp_b[:, None])
+        K, B, sk, sb = self._trajectories(
+            tau, shift[:, None], amp_k[:, None], amp_b[:, None], offset
+        )
 
         # 004 Sec. III-B: generated at fs_sim, 40 Hz 4th-order low-pass, scaled to input_std
         u = perturbation(
@@ -689,7 +718,7 @@ class MSDPlant(Plant):
             )
             tau_f = warp_time(t_f, boundaries, self.period) if warped else t_f
             K_f, B_f, _, _ = self._trajectories(
-                tau_f, shift[:, None], amp_k[:, None], amp_b[:, None]
+                tau_f, shift[:, None], amp_k[:, None], amp_b[:, None], offset
             )
             u_f = _interpolate(u, L)
             _, torque_f = closed_loop_response(
@@ -723,7 +752,7 @@ class MSDPlant(Plant):
         Kd, Bd = K[rows, ::q], B[rows, ::q]  # values at the decimated sample times
         skd, sbd = sk[rows, ::q], sb[rows, ::q]
         K_nom, B_nom, sk_nom, sb_nom = self._trajectories(
-            np.arange(N) / self.fs, np.zeros(1), np.ones(1), np.ones(1)
+            np.arange(N) / self.fs, np.zeros(1), np.ones(1), np.ones(1), offset
         )
         jittered = self.jitter_shift > 0 or self.jitter_amplitude > 0 or warped
         if "K" in self.variation or self.variation == "none":
@@ -738,6 +767,7 @@ class MSDPlant(Plant):
             "plant": self.name,
             "params": params,
             "period": float(self.period),
+            "phase": offset,  # profile phase offset used (the draw when phase="random")
             "contiguous": True,  # realizations are consecutive periods of one record
             "n_realizations": R,
             "samples_per_realization": N,

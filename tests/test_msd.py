@@ -271,6 +271,9 @@ def test_perturbation_options_and_kinds():
         ({"jitter_shift": -0.1}, "jitter_shift"),
         ({"B_range": (0.1, 4.3), "jitter_amplitude": 0.1}, "B_range"),
         ({"inertia": 0.0}, "inertia"),
+        ({"phase": 1.0}, "phase"),
+        ({"phase": -0.1}, "phase"),
+        ({"phase": "sometimes"}, "phase"),
     ],
 )
 def test_bad_parameters_name_the_parameter(kwargs, name):
@@ -297,3 +300,55 @@ def test_registered_as_msd():
     from bench.registry import resolve
 
     assert resolve("plants", "msd") is MSDPlant
+
+
+# --------------------------------------------------------------------------- profile phase
+
+
+def test_phase_zero_is_the_default_output_bit_for_bit():
+    a = MSDPlant(duration=5.0, variation="KB").simulate(np.random.default_rng(3))
+    b = MSDPlant(duration=5.0, variation="KB", phase=0.0).simulate(np.random.default_rng(3))
+    for x, y in ((a.u, b.u), (a.y, b.y), (a.schedule, b.schedule), (a.truth.K, b.truth.K),
+                 (a.truth.B, b.truth.B)):
+        assert np.array_equal(x, y)
+    assert a.meta["phase"] == 0.0
+
+
+@pytest.mark.parametrize("k", [30, 73])
+def test_phase_shifts_the_truth_and_the_schedule_exactly(k):
+    # phase k / N moves every profile feature k samples later in the realization
+    kw = {"duration": 5.0, "variation": "KB"}
+    a = MSDPlant(**kw).simulate(np.random.default_rng(1))
+    b = MSDPlant(**kw, phase=k / 100).simulate(np.random.default_rng(1))
+    np.testing.assert_allclose(b.truth.K, np.roll(a.truth.K, k), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(b.truth.B, np.roll(a.truth.B, k), rtol=0, atol=1e-9)
+    # the measured schedule is the same signal, later by k samples in the record (a jump
+    # sample may round to either side on the 1 kHz grid: at most one per jump differs)
+    same = np.isclose(b.schedule.ravel()[k:], a.schedule.ravel()[:-k], atol=1e-9)
+    jumps_rec = np.count_nonzero(np.diff(a.schedule.ravel()))
+    assert np.count_nonzero(~same) <= jumps_rec
+    assert np.array_equal(a.u, b.u)  # same perturbation (same stream)
+    assert not np.allclose(a.y, b.y)  # the joint answers the shifted variation
+    # the square wave's jumps sit at the phase (and half a period later)
+    jumps = np.flatnonzero(np.diff(b.truth.K) != 0) + 1
+    assert set(jumps) == {k % 100, (k + 50) % 100} - {0}
+
+
+def test_random_phase_is_drawn_per_seed_and_leaves_the_other_streams_alone():
+    kw = {"duration": 5.0}
+    a = MSDPlant(**kw, phase="random").simulate(np.random.default_rng([0, 7]))
+    b = MSDPlant(**kw, phase="random").simulate(np.random.default_rng([0, 7]))
+    c = MSDPlant(**kw, phase="random").simulate(np.random.default_rng([1, 7]))
+    assert a.meta["phase"] == b.meta["phase"] != c.meta["phase"]
+    assert 0.0 <= a.meta["phase"] < 1.0 and 0.0 <= c.meta["phase"] < 1.0
+    assert np.array_equal(a.y, b.y) and np.array_equal(a.truth.K, b.truth.K)
+    fixed = MSDPlant(**kw, phase=a.meta["phase"]).simulate(np.random.default_rng([0, 7]))
+    assert np.array_equal(fixed.u, a.u) and np.array_equal(fixed.y, a.y)  # same draws
+    assert a.meta["params"]["phase"] == "random"
+
+
+def test_the_experimenter_does_not_see_the_phase():
+    d = MSDPlant(duration=5.0, phase="random").simulate(np.random.default_rng(2))
+    v = d.experimenter_view(schedule=True)
+    assert v.meta == {"contiguous": True} and v.truth is None
+    assert v.schedule is not None  # measured, shifted with the phase (test above)

@@ -49,7 +49,9 @@ import numpy as np
 from bench.errors import DataError, EstimationError
 
 __all__ = [
+    "RCOND_GRID",
     "EnsembleStats",
+    "coverage_info",
     "ensemble_statistics",
     "fit_second_order",
     "impedance_from_irf",
@@ -61,6 +63,8 @@ __all__ = [
     "project_stats",
     "remove_mean",
     "require_estimate",
+    "resolve_contiguous",
+    "select_rcond",
     "solve_irf",
     "solve_projected",
     "vaf_from_stats",
@@ -204,8 +208,9 @@ def ensemble_statistics(
     lags : ndarray of int, shape (L,)
     contiguous : bool
         See :func:`lagged_input`.
-    weights : ndarray, shape (R,), optional
-        0/1 (or real) weight per realization, e.g. a cross-validation fold mask.
+    weights : ndarray, shape (R,) or (R, N), optional
+        0/1 (or real) weight per realization (or per output sample), e.g. a
+        cross-validation fold mask.
 
     Returns
     -------
@@ -214,7 +219,8 @@ def ensemble_statistics(
     X, valid = lagged_input(u, lags, contiguous=contiguous)
     w = valid.astype(float)
     if weights is not None:
-        w = w * np.asarray(weights, dtype=float)[:, None]
+        wt = np.asarray(weights, dtype=float)
+        w = w * (wt[:, None] if wt.ndim == 1 else wt)
     yw = np.asarray(y, dtype=float) * w  # (R, N)
     Xw = X * w[:, :, None]  # (R, N, L), the only R N L copy
     Sxx = np.einsum("rta,rtb->tab", Xw, X, optimize=True)
@@ -223,7 +229,9 @@ def ensemble_statistics(
     return EnsembleStats(Sxx, Sxy, Syy, w.sum(0), np.asarray(lags, dtype=int))
 
 
-def window_sum(stats: EnsembleStats, window: int) -> EnsembleStats:
+def window_sum(
+    stats: EnsembleStats, window: int, reference: EnsembleStats | None = None
+) -> EnsembleStats:
     """Centred moving sums over ``window`` time steps (short data segments, 004:Eq.23).
 
     The segment of step t covers ``t - (window - 1) // 2 .. t + window // 2`` (for an even
@@ -236,6 +244,9 @@ def window_sum(stats: EnsembleStats, window: int) -> EnsembleStats:
         Per-time sums from :func:`ensemble_statistics`.
     window : int
         Segment length in samples (004 Table VI N_window = 10).
+    reference : EnsembleStats, optional
+        Unweighted sums of the same data: which segments are complete is decided on their
+        counts (so a cross-validation fold's sums keep every segment the full data keep).
 
     Returns
     -------
@@ -255,11 +266,11 @@ def window_sum(stats: EnsembleStats, window: int) -> EnsembleStats:
         out[t] = c[t + after + 1] - c[t - before]
         return out
 
-    full = stats.n.max()
-    n = msum(stats.n)
+    ref = stats if reference is None else reference
+    full = ref.n.max()
     t = np.arange(N)
-    complete = (t >= before) & (t < N - after) & (n >= w * full)  # every sample usable
-    n = np.where(complete, n, 0.0)
+    complete = (t >= before) & (t < N - after) & (msum(ref.n) >= w * full)  # all usable
+    n = np.where(complete, msum(stats.n), 0.0)
     keep = complete.astype(float)
     return EnsembleStats(
         msum(stats.Sxx) * keep[:, None, None], msum(stats.Sxy) * keep[:, None],
@@ -275,6 +286,7 @@ def solve_irf(
     rank: str = "full",
     Syy: np.ndarray | None = None,
     n: np.ndarray | None = None,
+    rcond: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Solve ``Phi_xx h dt = Phi_xy`` for a stack of systems (004:Eq.14).
 
@@ -290,11 +302,17 @@ def solve_irf(
         "full": the plain inverse. "mdl": pseudo-inverse of the order minimizing
         MDL(d) = (1 + d ln(n) / n) (sigma_y^2 - sum_{k<=d} c_k^2 / s_k), with c = V^T phi_xy
         and eigenvalues s in descending order (Westwick & Kearney's pseudo-inverse IRF, which
-        drops noise-dominated directions); needs ``Syy`` and ``n``. In both modes a system
-        that is *numerically* rank deficient (smallest eigenvalue below
+        drops noise-dominated directions); needs ``Syy`` and ``n``. Without ``rcond``, a
+        system that is *numerically* rank deficient (smallest eigenvalue below
         ``P * eps * largest``: some lag direction carries no input at all) gives NaN and a
         warning, never a minimum-norm number (project on :func:`lag_subspace` first when
         the input as a whole excites fewer than P lag directions, see :func:`solve_projected`).
+    rcond : float, optional
+        Truncated-SVD pseudo-inverse (Westwick & Kearney's ensemble IRF). Rank rule: per
+        system, keep the eigen-directions with eigenvalue ``s_k > max(rcond, P eps) * s_1``
+        (``s_1`` the largest); ``"mdl"`` then chooses the order among them. A rank-deficient
+        system is solved in the directions it has (the minimum-norm solution there) instead
+        of NaN, and the number of such steps is reported in the warnings.
     Syy : ndarray, shape (T,), optional
         Output sums (same normalization as ``Sxx`` times n); for ``rank="mdl"``.
     n : ndarray, shape (T,), optional
@@ -318,8 +336,9 @@ def solve_irf(
     s, V = np.linalg.eigh(A)  # ascending
     s, V = s[:, ::-1], V[:, :, ::-1]  # descending
     smax = s[:, 0]
-    tol = P * np.finfo(float).eps * np.abs(smax)
-    num_rank = np.sum(s > tol[:, None], axis=1)
+    rel = P * np.finfo(float).eps if rcond is None else max(float(rcond), P * np.finfo(float).eps)
+    tol = rel * np.abs(smax)
+    num_rank = np.sum(s > tol[:, None], axis=1)  # the rank rule (numerical or rcond)
     c = np.einsum("tpk,tp->tk", V, b)  # projections on the eigenvectors
     with np.errstate(divide="ignore", invalid="ignore"):
         coef = np.where(s > tol[:, None], c / s, 0.0)
@@ -341,8 +360,17 @@ def solve_irf(
     else:
         raise ValueError(f"rank must be 'full' or 'mdl'; got {rank!r}")
     deficient = (num_rank < P) & ~empty
-    order = np.where(deficient, 0, order)
-    if deficient.any():
+    if rcond is not None:
+        order = np.minimum(order, num_rank)
+        if deficient.any():
+            warnings.append(
+                f"truncated-SVD pseudo-inverse at {int(deficient.sum())} of {T} time steps "
+                f"(rank {int(num_rank[deficient].min())}..{int(num_rank[deficient].max())} of "
+                f"{P} above rcond = {rel:g} x the largest eigenvalue)"
+            )
+    else:
+        order = np.where(deficient, 0, order)
+    if deficient.any() and rcond is None:
         warnings.append(
             f"Phi_xx is rank deficient at {int(deficient.sum())} of {T} time steps "
             f"(numerical rank {int(num_rank[deficient].min())}.."
@@ -559,14 +587,15 @@ def lag_subspace(
 
 
 def solve_projected(
-    stats: EnsembleStats, dt: float, rank: str = "mdl"
+    stats: EnsembleStats, dt: float, rank: str = "mdl", rcond: float | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[str], float]:
     """Per-time IRFs in the record's excited lag subspace (004:Eq.14 with a pseudo-inverse).
 
     The lag subspace comes from :func:`lag_subspace` (``rcond`` truncation only), each time
     step is solved there by :func:`solve_irf` with ``rank`` (MDL order per step, or all
     directions); steps whose own Phi_xx is deficient in the subspace (no input, too few
-    realizations) are NaN with a warning.
+    realizations) are NaN with a warning, or, with ``rcond``, solved by the truncated-SVD
+    pseudo-inverse of :func:`solve_irf`.
 
     Returns
     -------
@@ -578,7 +607,7 @@ def solve_projected(
     """
     V, warns = lag_subspace(stats, "full")
     ps = project_stats(stats, V)
-    hp, order, w2 = solve_irf(ps.Sxx, ps.Sxy, dt, rank=rank, Syy=ps.Syy, n=ps.n)
+    hp, order, w2 = solve_irf(ps.Sxx, ps.Sxy, dt, rank=rank, Syy=ps.Syy, n=ps.n, rcond=rcond)
     return hp @ V.T, order, warns + w2, vaf_from_stats(hp, ps, dt)
 
 
@@ -588,3 +617,107 @@ def project_stats(stats: EnsembleStats, V: np.ndarray) -> EnsembleStats:
         np.einsum("la,tlm,mb->tab", V, stats.Sxx, V, optimize=True),
         stats.Sxy @ V, stats.Syy, stats.n, stats.lags,
     )
+
+
+#: Candidate relative eigenvalue thresholds of the truncated-SVD rank rule (``rcond="cv"``).
+RCOND_GRID = (1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+
+def resolve_contiguous(option: bool | str, meta: dict, owner: str) -> bool:
+    """Whether to treat the realizations as consecutive periods of one record.
+
+    Parameters
+    ----------
+    option : bool or "auto"
+        The estimator's ``contiguous`` hyper-parameter. ``"auto"``: the data's contiguity
+        flag ``meta["contiguous"]`` (the only meta entry an estimator is handed, see
+        :meth:`bench.types.Realizations.experimenter_view`).
+    meta : dict
+        ``Realizations.meta``.
+    owner : str
+        Estimator name for the error message.
+
+    Raises
+    ------
+    DataError
+        ``option=True`` on data whose ``meta["contiguous"]`` is not True.
+    """
+    flag = bool(meta.get("contiguous", False))
+    if option == "auto":
+        return flag
+    if option and not flag:
+        raise DataError(
+            f"{owner}: contiguous=True needs realizations that are consecutive periods of one "
+            "record (meta['contiguous'] = True); use contiguous='auto' or False."
+        )
+    return bool(option)
+
+
+def select_rcond(
+    full: EnsembleStats,
+    folds: list[EnsembleStats],
+    dt: float,
+    rank: str,
+    grid: tuple[float, ...] = RCOND_GRID,
+) -> tuple[float, dict[float, float]]:
+    """Rank rule of the truncated-SVD pseudo-inverse chosen on held-out realizations.
+
+    For every ``rcond`` of ``grid`` the per-step IRFs are solved on all folds but one
+    (:func:`solve_irf` with that ``rcond``) and predict the held-out fold; the ``rcond``
+    with the largest pooled held-out VAF wins (ties: the larger, i.e. the lower rank).
+
+    Parameters
+    ----------
+    full : EnsembleStats
+        Sums over all realizations (already projected on the lag subspace).
+    folds : list of EnsembleStats
+        Sums of each fold (same projection); they add up to ``full``.
+    dt : float, s
+    rank : {"mdl", "full"}
+    grid : tuple of float
+
+    Returns
+    -------
+    rcond : float
+    scores : dict of float to float
+        Held-out VAF (%) per candidate.
+    """
+    scores: dict[float, float] = {}
+    for rc in grid:
+        res = tot = 0.0
+        for st in folds:
+            tr = EnsembleStats(full.Sxx - st.Sxx, full.Sxy - st.Sxy, full.Syy - st.Syy,
+                               full.n - st.n, full.lags)
+            h, _, _ = solve_irf(tr.Sxx, tr.Sxy, dt, rank=rank, Syy=tr.Syy, n=tr.n, rcond=rc)
+            h = np.where(np.isfinite(h), h, 0.0)  # a step without training data predicts 0
+            e = float(st.Syy[st.n > 0].sum())
+            v = vaf_from_stats(h, st, dt)
+            if np.isfinite(v):
+                res += (1.0 - v / 100.0) * e
+                tot += e
+        scores[float(rc)] = float(100.0 * (1.0 - res / tot)) if tot > 0 else float("nan")
+    finite = {k: v for k, v in scores.items() if np.isfinite(v)}
+    if not finite:
+        return float(max(grid)), scores
+    best = max(finite.values())
+    return max(k for k, v in finite.items() if v >= best - 1e-12), scores
+
+
+def coverage_info(K: np.ndarray, contiguous: bool) -> dict:
+    """Which samples of the period an estimate covers (for ``ImpedanceEstimate.info``).
+
+    Returns
+    -------
+    dict
+        ``coverage`` (share of the N samples with a finite K, 0-1), ``contiguous``
+        (whether neighbouring periods were used at the realization edges) and ``covered``
+        (the finite sample ranges as text, e.g. ``"4-95"`` or ``"all"``).
+    """
+    ok = np.isfinite(np.asarray(K, dtype=float))
+    if ok.all():
+        text = "all"
+    else:
+        idx = np.flatnonzero(ok)
+        runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1) if idx.size else []
+        text = ", ".join(f"{r[0]}-{r[-1]}" if r.size > 1 else f"{r[0]}" for r in runs) or "none"
+    return {"coverage": float(ok.mean()), "contiguous": bool(contiguous), "covered": text}

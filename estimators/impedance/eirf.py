@@ -29,6 +29,7 @@ from typing import ClassVar
 import numpy as np
 
 from bench.base import Estimator, Tags
+from bench.errors import DataError
 from bench.params import Interval, Options
 from bench.types import ImpedanceEstimate, Realizations
 from estimators.impedance import _core
@@ -47,22 +48,40 @@ class EIRF(Estimator):
         The IRF is solved in the lag directions the input excites over the record
         (:func:`_core.lag_subspace`: all of them for a broadband input, fewer for a
         band-limited one, i.e. a pseudo-inverse). "mdl": per step, keep the order minimizing
-        the minimum description length within them (Westwick & Kearney's pseudo-inverse
-        IRF, dropping noise-dominated directions); "full": keep them all. A step whose own
-        Phi_xx is rank deficient there (no input power, fewer realizations than directions)
-        is NaN with a warning in ``info["warnings"]``; when no step is estimable,
-        EstimationError.
+        the minimum description length within the directions the rank rule keeps
+        (Westwick & Kearney's pseudo-inverse IRF, dropping noise-dominated directions);
+        "full": keep all of them.
+    rcond : float in [0, 1), "cv" or None, default "cv"
+        Rank rule of the truncated-SVD pseudo-inverse (004:Eq.14 with ``Phi_xx^+``): at every
+        step keep the eigen-directions of Phi_xx(t) whose eigenvalue exceeds ``rcond`` times
+        the largest, so steps whose Phi_xx is rank deficient (a periodic multisine gives
+        R realizations only a few distinct inputs; few realizations for the lags) are solved
+        in the directions they have instead of left NaN. "cv": ``rcond`` chosen from
+        :data:`_core.RCOND_GRID` (1e-4 .. 0.1) by the VAF on held-out realizations
+        (``n_folds`` interleaved folds, :func:`_core.select_rcond`). None: no truncation,
+        rank-deficient steps are NaN with a warning (the behaviour before issue 20). Default
+        "cv" chosen on the tuning plant (``benchmarks/tuning.py``), not on a study's plant.
+    n_folds : int, default 5
+        Folds of the ``rcond="cv"`` choice.
     stiffness : {"fit", "gain"}, default "fit"
-        How K (and B, I) are read from the IRF (see module docstring).
-    contiguous : bool, default False
+        How K (and B, I) are read from the IRF (see module docstring); "fit" confirmed on
+        the tuning plant (``benchmarks/tuning.py``).
+    contiguous : bool or "auto", default "auto"
         Realizations are consecutive periods of one record, so lags may reach into the
-        neighbouring realization and the first/last ``n_lags`` steps become estimable;
-        False leaves them NaN.
+        neighbouring realization and the first/last ``n_lags`` steps are estimated too
+        (from the R - 1 realizations that have the neighbouring samples). "auto": use the
+        data's ``meta["contiguous"]`` flag; True on data without it is a DataError; False
+        leaves those steps NaN (004 App. A2, NLID ``tv_ident``). "auto" chosen on the tuning
+        plant (``benchmarks/tuning.py``).
 
     Notes
     -----
-    ``info``: ``lags_samples``, ``order`` (N,) pseudo-inverse order per step, ``vaf`` (%,
-    in-sample, ensemble-mean-removed torque), ``warnings`` (list of str).
+    ``info``: ``lags_samples``, ``rank`` (N,) directions used per step (the truncated-SVD
+    rank after MDL; 0 = not estimated), its summary ``rank_min``, ``rank_median``,
+    ``rank_max``, ``rcond`` used and ``rcond_scores`` (held-out VAF % per candidate with
+    "cv"), ``vaf`` (%, in-sample, ensemble-mean-removed torque), ``coverage`` (share of
+    the period estimated), ``contiguous`` (edges from neighbouring periods), ``covered``
+    (sample ranges), ``nan_steps``, ``warnings`` (list of str).
     """
 
     name: ClassVar[str] = "eirf"
@@ -70,8 +89,10 @@ class EIRF(Estimator):
     _parameter_constraints: ClassVar[dict] = {
         "n_lags": [Interval(int, 1, 200)],
         "rank": [Options(("mdl", "full"))],
+        "rcond": [Interval(float, 0, 1, closed="left"), Options(("cv",)), None],
+        "n_folds": [Interval(int, 2, 100)],
         "stiffness": [Options(("fit", "gain"))],
-        "contiguous": [bool],
+        "contiguous": [bool, Options(("auto",))],
     }
 
     def __init__(
@@ -79,30 +100,59 @@ class EIRF(Estimator):
         *,
         n_lags: int = 4,
         rank: str = "mdl",
+        rcond: float | str | None = "cv",
+        n_folds: int = 5,
         stiffness: str = "fit",
-        contiguous: bool = False,
+        contiguous: bool | str = "auto",
     ) -> None:
         self.n_lags = n_lags
         self.rank = rank
+        self.rcond = rcond
+        self.n_folds = n_folds
         self.stiffness = stiffness
         self.contiguous = contiguous
 
     def _estimate(self, data: Realizations) -> ImpedanceEstimate:
+        contiguous = _core.resolve_contiguous(self.contiguous, data.meta, type(self).__name__)
         lags = _core.lag_vector(self.n_lags)
         u = _core.remove_mean(data.u, "ensemble")
         y = _core.remove_mean(data.y, "ensemble")
-        stats = _core.ensemble_statistics(u, y, lags, contiguous=self.contiguous)
-        h, order, warns, vaf = _core.solve_projected(stats, data.dt, self.rank)
+        stats = _core.ensemble_statistics(u, y, lags, contiguous=contiguous)  # 004:Eq.15-17
+        rcond, scores = self.rcond, {}
+        if rcond == "cv":
+            if data.R < self.n_folds:
+                raise DataError(
+                    f"EIRF with rcond='cv' needs at least n_folds={self.n_folds} "
+                    f"realizations; got {data.R}."
+                )
+            V, _ = _core.lag_subspace(stats, "full")
+            folds = np.arange(data.R) % self.n_folds
+            fold_stats = [
+                _core.project_stats(_core.ensemble_statistics(
+                    u, y, lags, contiguous=contiguous, weights=(folds == k).astype(float)), V)
+                for k in range(self.n_folds)
+            ]
+            rcond, scores = _core.select_rcond(
+                _core.project_stats(stats, V), fold_stats, data.dt, self.rank
+            )
+        h, order, warns, vaf = _core.solve_projected(stats, data.dt, self.rank, rcond)  # Eq.14
         _core.require_estimate(h[:, 0], warns, type(self).__name__)
         K, B, I = _core.impedance_from_irf(h, lags, data.dt, u, self.stiffness)
+        used = order[order > 0]
         return ImpedanceEstimate(
             K=K, B=B, I=I, irf=h, lags=lags * data.dt,
             info={
                 **self.get_params(),
                 "lags_samples": lags,
-                "order": order,
+                "rank": order,
+                "rank_min": int(used.min()) if used.size else 0,
+                "rank_median": float(np.median(used)) if used.size else 0.0,
+                "rank_max": int(used.max()) if used.size else 0,
+                "rcond": rcond,
+                "rcond_scores": scores,
                 "vaf": vaf,
                 "nan_steps": int(np.sum(~np.isfinite(K))),
+                **_core.coverage_info(K, contiguous),
                 "warnings": warns,
             },
         )

@@ -199,13 +199,15 @@ class KBR(Estimator):
         ``"excited"``: from the first bin up to the highest bin whose ensemble-mean input
         power reaches 1 % of its peak (bins without input power carry only noise and the
         discrete-time error of the spectral derivatives); ``"all"``: every bin between DC
-        and Nyquist (both excluded); a pair: the bins in ``[f_lo, f_hi]``.
+        and Nyquist (both excluded); a pair: the bins in ``[f_lo, f_hi]``. "excited"
+        confirmed on the tuning plant (``benchmarks/tuning.py``, tied with "all").
     max_iter : int, default 10
         Iterations of the convex relaxation of 004:Eq.30.
     tol : float, default 1e-4
         Relative change of the coefficients that ends the iterations.
-    contiguous : bool, default True
-        The realizations are consecutive periods of one record (as
+    contiguous : bool or "auto", default "auto"
+        "auto": the data's ``meta["contiguous"]`` flag decides (True on data without it is
+        a DataError). True: the realizations are consecutive periods of one record (as
         ``Realizations.from_record`` cuts them): the derivatives are taken on the whole
         record, no transient term is needed, and the first and last realization (record-end
         artefacts of the derivatives) are left out of the fit; with fewer than 3
@@ -225,7 +227,7 @@ class KBR(Estimator):
         "band": [Options(("excited", "all")), ArrayLike()],
         "max_iter": [Interval(int, 1, 100)],
         "tol": [Interval(float, 0, 1, closed="neither")],
-        "contiguous": [bool],
+        "contiguous": [bool, Options(("auto",))],
     }
 
     def __init__(
@@ -239,7 +241,7 @@ class KBR(Estimator):
         band: str | tuple[float, float] = "excited",
         max_iter: int = 10,
         tol: float = 1e-4,
-        contiguous: bool = True,
+        contiguous: bool | str = "auto",
     ) -> None:
         self.n_a = n_a
         self.n_b = n_b
@@ -304,6 +306,13 @@ class KBR(Estimator):
 
     def _record_mode(self, data: Realizations) -> bool:
         """Whole-record derivatives: contiguous rows and at least 3 of them."""
+        if self.contiguous == "auto":
+            return bool(data.meta.get("contiguous", False)) and data.R >= 3
+        if self.contiguous and not data.meta.get("contiguous", False):
+            raise DataError(
+                "KBR: contiguous=True needs realizations that are consecutive periods of one "
+                "record (meta['contiguous'] = True); use contiguous='auto' or False."
+            )
         return bool(self.contiguous) and data.R >= 3
 
     # ------------------------------------------------------------------ streaming

@@ -27,9 +27,9 @@ import numpy as np
 from bench import spectra as sp
 from bench.errors import DataError
 from bench.params import Interval
-from estimators.impedance.esm import _COMMON_CONSTRAINTS, _EnsembleSpectralBase
+from estimators.impedance.esm import _COMMON_CONSTRAINTS, LOCAL_WINDOW_MIN, _EnsembleSpectralBase
 
-__all__ = ["MESM"]
+__all__ = ["MESM", "MESMLocal"]
 
 
 class MESM(_EnsembleSpectralBase):
@@ -100,3 +100,46 @@ class MESM(_EnsembleSpectralBase):
 
     def _extra_info(self) -> dict[str, Any]:
         return {"nw": self.nw, "n_tapers": self._n_tapers()}
+
+
+class MESMLocal(MESM):
+    """mESM in the local-window form: no 004:Eq.25 time average (``mesm-local``).
+
+    As :class:`~estimators.impedance.esm.ESMLocal` for the ESM: the DPSS-tapered spectra of
+    time step k come from the window around k only; the window L is chosen by VAF in Table
+    VI's 30..60 (30 also won on the tuning plant, ``benchmarks/tuning.py``), ``time_average``
+    defaults to False; everything else is :class:`MESM`.
+
+    Parameters
+    ----------
+    nw, n_tapers
+        As for :class:`MESM` (N_w = 1, one taper).
+    window, window_min, window_max, window_step, time_average, edges, stiffness, f_max,
+        ibk_fit, remove_mean
+        As for :class:`~estimators.impedance.esm.ESMLocal`.
+    """
+
+    name: ClassVar[str] = "mesm-local"
+
+    def __init__(
+        self,
+        *,
+        nw: float = 1.0,
+        n_tapers: int | None = None,
+        window: int | None = None,
+        window_min: int = LOCAL_WINDOW_MIN,
+        window_max: int = 60,
+        window_step: int = 1,
+        time_average: bool = False,
+        edges: str = "auto",
+        stiffness: str = "ibk",
+        f_max: float = 20.0,
+        ibk_fit: str = "spectra",
+        remove_mean: bool = True,
+    ) -> None:
+        super().__init__(
+            nw=nw, n_tapers=n_tapers, window=window, window_min=window_min,
+            window_max=window_max, window_step=window_step, time_average=time_average,
+            edges=edges, stiffness=stiffness, f_max=f_max, ibk_fit=ibk_fit,
+            remove_mean=remove_mean,
+        )

@@ -37,18 +37,29 @@ class SDS(Estimator):
         Lags on each side of zero, samples (004 Table VI: 4).
     window : int, default 10
         Segment length N_window, samples (004 Table VI: 10); at most the realization length.
+        10 confirmed on the tuning plant (``benchmarks/tuning.py``).
     rank : {"mdl", "full"}, default "mdl"
-        Per-step MDL order or all excited lag directions; NaN where rank deficient (see
+        Per-step MDL order or all directions the rank rule keeps (see
         :class:`~estimators.impedance.eirf.EIRF`).
+    rcond : float in [0, 1), "cv" or None, default "cv"
+        Rank rule of the truncated-SVD pseudo-inverse, as for
+        :class:`~estimators.impedance.eirf.EIRF` (None: rank-deficient steps are NaN).
+    n_folds : int, default 5
+        Folds of the ``rcond="cv"`` choice.
     stiffness : {"fit", "gain"}, default "fit"
         How K, B, I are read from the IRF (see :mod:`estimators.impedance.eirf`).
-    contiguous : bool, default False
-        Realizations are consecutive periods of one record (lags and segments may cross
-        realization borders).
+    contiguous : bool or "auto", default "auto"
+        Realizations are consecutive periods of one record: lags and segments may cross
+        realization borders, so every step is estimated. "auto": the data's
+        ``meta["contiguous"]`` flag; False: steps whose segment (plus lags) leaves the
+        realization are NaN (17 % of a 100-sample period for the defaults). "auto" chosen on
+        the tuning plant (``benchmarks/tuning.py``).
 
     Notes
     -----
-    ``info``: ``lags_samples``, ``order`` (N,), ``vaf`` (%), ``warnings``.
+    ``info``: ``lags_samples``, ``rank`` (N,) directions used per step with ``rank_min``,
+    ``rank_median``, ``rank_max``, ``rcond`` used (``rcond_scores`` with "cv"), ``vaf`` (%),
+    ``coverage``, ``contiguous``, ``covered``, ``warnings``.
     """
 
     name: ClassVar[str] = "sds"
@@ -57,8 +68,10 @@ class SDS(Estimator):
         "n_lags": [Interval(int, 1, 200)],
         "window": [Interval(int, 1, 10_000)],
         "rank": [Options(("mdl", "full"))],
+        "rcond": [Interval(float, 0, 1, closed="left"), Options(("cv",)), None],
+        "n_folds": [Interval(int, 2, 100)],
         "stiffness": [Options(("fit", "gain"))],
-        "contiguous": [bool],
+        "contiguous": [bool, Options(("auto",))],
     }
 
     def __init__(
@@ -67,14 +80,45 @@ class SDS(Estimator):
         n_lags: int = 4,
         window: int = 10,
         rank: str = "mdl",
+        rcond: float | str | None = "cv",
+        n_folds: int = 5,
         stiffness: str = "fit",
-        contiguous: bool = False,
+        contiguous: bool | str = "auto",
     ) -> None:
         self.n_lags = n_lags
         self.window = window
         self.rank = rank
+        self.rcond = rcond
+        self.n_folds = n_folds
         self.stiffness = stiffness
         self.contiguous = contiguous
+
+    def _stats(
+        self, u: np.ndarray, y: np.ndarray, lags: np.ndarray, contiguous: bool,
+        weights: np.ndarray | None = None,
+    ) -> _core.EnsembleStats:
+        """Segment sums of 004:Eq.23 per step (``weights``: per-realization fold mask)."""
+        R, N = u.shape
+        if not contiguous:
+            ref = _core.ensemble_statistics(u, y, lags, contiguous=False)
+            st = ref if weights is None else _core.ensemble_statistics(
+                u, y, lags, contiguous=False, weights=weights)
+            return _core.window_sum(st, self.window, reference=ref)
+        # segments may cross realization borders: window over the whole record ...
+        uf, yf = u.reshape(1, -1), y.reshape(1, -1)
+        ref = _core.ensemble_statistics(uf, yf, lags, contiguous=False)
+        st = ref if weights is None else _core.ensemble_statistics(
+            uf, yf, lags, contiguous=False,
+            weights=np.repeat(np.asarray(weights, dtype=float), N)[None, :])
+        seg = _core.window_sum(st, self.window, reference=ref)
+        # ... then fold the record back onto the period and sum over realizations (Eq.23)
+        return _core.EnsembleStats(
+            seg.Sxx.reshape(R, N, *seg.Sxx.shape[1:]).sum(0),
+            seg.Sxy.reshape(R, N, -1).sum(0),
+            seg.Syy.reshape(R, N).sum(0),
+            seg.n.reshape(R, N).sum(0),
+            lags,
+        )
 
     def _estimate(self, data: Realizations) -> ImpedanceEstimate:
         if self.window > data.N:
@@ -82,39 +126,46 @@ class SDS(Estimator):
                 f"The 'window' parameter of SDS ({self.window} samples) exceeds the "
                 f"realization length N = {data.N}."
             )
+        contiguous = _core.resolve_contiguous(self.contiguous, data.meta, type(self).__name__)
         lags = _core.lag_vector(self.n_lags)
         u = _core.remove_mean(data.u, "ensemble")
         y = _core.remove_mean(data.y, "ensemble")
-        if self.contiguous:
-            # segments may cross realization borders: window over the whole record
-            flat = _core.ensemble_statistics(
-                u.reshape(1, -1), y.reshape(1, -1), lags, contiguous=False
+        stats = self._stats(u, y, lags, contiguous)
+        rcond, scores = self.rcond, {}
+        if rcond == "cv":
+            if data.R < self.n_folds:
+                raise DataError(
+                    f"SDS with rcond='cv' needs at least n_folds={self.n_folds} "
+                    f"realizations; got {data.R}."
+                )
+            V, _ = _core.lag_subspace(stats, "full")
+            folds = np.arange(data.R) % self.n_folds
+            fold_stats = [
+                _core.project_stats(
+                    self._stats(u, y, lags, contiguous, (folds == k).astype(float)), V)
+                for k in range(self.n_folds)
+            ]
+            rcond, scores = _core.select_rcond(
+                _core.project_stats(stats, V), fold_stats, data.dt, self.rank
             )
-            seg = _core.window_sum(flat, self.window)
-            # fold the record back onto the period and sum over realizations (004:Eq.23)
-            R, N = data.R, data.N
-            stats = _core.EnsembleStats(
-                seg.Sxx.reshape(R, N, *seg.Sxx.shape[1:]).sum(0),
-                seg.Sxy.reshape(R, N, -1).sum(0),
-                seg.Syy.reshape(R, N).sum(0),
-                seg.n.reshape(R, N).sum(0),
-                lags,
-            )
-        else:
-            stats = _core.window_sum(
-                _core.ensemble_statistics(u, y, lags, contiguous=False), self.window
-            )
-        h, order, warns, vaf = _core.solve_projected(stats, data.dt, self.rank)
+        h, order, warns, vaf = _core.solve_projected(stats, data.dt, self.rank, rcond)
         _core.require_estimate(h[:, 0], warns, type(self).__name__)
         K, B, I = _core.impedance_from_irf(h, lags, data.dt, u, self.stiffness)
+        used = order[order > 0]
         return ImpedanceEstimate(
             K=K, B=B, I=I, irf=h, lags=lags * data.dt,
             info={
                 **self.get_params(),
                 "lags_samples": lags,
-                "order": order,
+                "rank": order,
+                "rank_min": int(used.min()) if used.size else 0,
+                "rank_median": float(np.median(used)) if used.size else 0.0,
+                "rank_max": int(used.max()) if used.size else 0,
+                "rcond": rcond,
+                "rcond_scores": scores,
                 "vaf": vaf,
                 "nan_steps": int(np.sum(~np.isfinite(K))),
+                **_core.coverage_info(K, contiguous),
                 "warnings": warns,
             },
         )

@@ -218,10 +218,12 @@ def square_data():
 @pytest.mark.parametrize(
     "est, bound, nan_max",
     [
-        (EIRF(), 1.5, 0.08),  # measured 0.62 %; the 2 x 4 edge steps are NaN
-        (EIRF(contiguous=True), 1.5, 0.0),  # 0.6 %
-        (SDS(), 11.0, 0.17),  # 9.4 %: the 10-sample segments smear the two steps
-        (BIRF(), 0.5, 0.08),  # 0.05 %: degree 0, 2 basis functions chosen
+        (EIRF(contiguous=False), 1.5, 0.08),  # measured 0.62 %; 2 x 4 edge steps NaN
+        (EIRF(), 1.5, 0.0),  # 0.6 %: contiguous="auto" covers the edges
+        (SDS(contiguous=False), 11.0, 0.17),  # 9.4 %: 10-sample segments smear the steps
+        (SDS(), 13.0, 0.0),  # 11.8 %: now also the step at the period edge, smeared
+        (BIRF(contiguous=False), 0.5, 0.08),  # 0.05 %: degree 0, 2 basis functions chosen
+        (BIRF(), 0.5, 0.0),
     ],
 )
 def test_time_varying_square_wave_tracking(square_data, est, bound, nan_max):
@@ -243,14 +245,28 @@ def test_sds_smearing_is_confined_to_the_steps(square_data):
 
 
 def test_birf_selects_its_basis_on_held_out_realizations():
-    # square wave shifted off the knot grid: a smooth basis is needed; measured 6.8 %
+    # square wave shifted off the knot grid, knots fixed at sample 0 (the thesis's bIRF): a
+    # smooth basis is needed; measured 6.8 %
     K_t = np.roll(SQUARE, 23)
     d = make_impedance_data(B=B0, I=I0, R=200, N=N, fs=FS, seed=5, snr_db=30.0, K_t=K_t)
-    e = BIRF().estimate(d)
+    e = BIRF(selection="cv", shifts=1, contiguous=False).estimate(d)
     assert stiffness_error(K_t, e.K) < 9.0
     assert e.info["degree"] in range(4) and 2 <= e.info["n_basis_selected"] <= 50
     best = max(v for v in e.info["scores"].values() if np.isfinite(v))
-    assert e.info["scores"][(e.info["degree"], e.info["n_basis_selected"])] == best
+    key = (e.info["degree"], e.info["n_basis_selected"], e.info["shift_selected"])
+    assert e.info["scores"][key] == best
+
+
+def test_birf_knot_offset_follows_the_steps_at_any_phase():
+    # the same shifted square wave: with the knot offset selected (default), degree 0 and
+    # 2 bases with the knots on the steps are found again; measured 0.05 %
+    K_t = np.roll(SQUARE, 23)
+    d = make_impedance_data(B=B0, I=I0, R=200, N=N, fs=FS, seed=5, snr_db=30.0, K_t=K_t)
+    e = BIRF().estimate(d)
+    assert stiffness_error(K_t, e.K) < 0.5
+    assert (e.info["degree"], e.info["n_basis_selected"], e.info["shift_selected"]) == (0, 2, 23)
+    best = min(v for v in e.info["scores"].values() if np.isfinite(v))  # MDL: smallest
+    assert e.info["scores"][(0, 2, 23)] == best
 
 
 def test_more_realizations_lower_eirf_error():
@@ -284,7 +300,7 @@ def test_partly_singular_input_gives_nan_with_reason():
     d = d.replace(u=u, y=d.y * (np.arange(N) >= 40))
     # static gain: the spectrum-weighted fit assumes a stationary input spectrum, which
     # the silent stretch breaks (its Welch weight then leaks past the input band)
-    e = EIRF(stiffness="gain").estimate(d)
+    e = EIRF(stiffness="gain", rcond=None, contiguous=False).estimate(d)
     assert np.all(np.isnan(e.K[:44]))  # silent, or lags reaching into the silence
     assert any("no input power" in w for w in e.info["warnings"])
     assert any("rank deficient" in w for w in e.info["warnings"])
@@ -295,7 +311,7 @@ def test_eirf_refuses_an_underdetermined_ensemble():
     d = make_impedance_data(R=5, N=N, seed=0)  # 5 realizations < 9 lags
     for rank in ("full", "mdl"):
         with pytest.raises(EstimationError, match="rank deficient"):
-            EIRF(rank=rank).estimate(d)
+            EIRF(rank=rank, rcond=None).estimate(d)  # without the truncated-SVD rule
     # SDS pools 10 samples per segment: 5 realizations suffice there
     e = SDS(window=10).estimate(d)
     assert stiffness_error(d.truth.K, e.K) < 1.0
@@ -317,7 +333,8 @@ def test_parameter_errors_name_the_parameter():
 
 # ------------------------------------------------------------------------ options and edges
 def test_contiguous_mode_only_changes_the_edges(square_data):
-    for est, est_c in ((EIRF(), EIRF(contiguous=True)), (SDS(), SDS(contiguous=True))):
+    for est, est_c in ((EIRF(contiguous=False), EIRF(contiguous=True)),
+                       (SDS(contiguous=False), SDS(contiguous=True))):
         a, b = est.estimate(square_data), est_c.estimate(square_data)
         inner = np.isfinite(a.K)
         assert inner.sum() >= 80 and np.all(np.isfinite(b.K))
@@ -328,9 +345,9 @@ def test_contiguous_mode_only_changes_the_edges(square_data):
 
 
 def test_birf_fixed_basis_and_fourier_family(square_data):
-    e = BIRF(n_basis=2, max_degree=0).estimate(square_data)
+    e = BIRF(n_basis=2, max_degree=0, shifts=1).estimate(square_data)
     assert e.info["n_basis_selected"] == 2 and e.info["degree"] == 0
-    assert list(e.info["scores"]) == [(0, 2)]
+    assert list(e.info["scores"]) == [(0, 2, 0)]
     assert stiffness_error(SQUARE, e.K) < 0.5
     # a Fourier series cannot follow the steps sharply (Gibbs): measured 3.7 %
     f = BIRF(basis="fourier").estimate(square_data)

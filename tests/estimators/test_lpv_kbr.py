@@ -109,17 +109,17 @@ def test_lpv_schedule_degree_two_fits_quadratic_dependence():
 
 def test_lpv_order_selection_by_vaf():
     data = _data(K_SINE, 20.0)
-    one = LPV(max_order=1).estimate(data)
+    one = LPV(max_order=1, past=2).estimate(data)
     assert (one.info["order_causal"], one.info["order_anticausal"]) == (1, 1)
     assert stiffness_error(K_SINE, one.K) < 6.0  # measured 4.1 %
-    full = LPV(max_order=3).estimate(data)
+    full = LPV(max_order=3, past=2).estimate(data)
     assert full.info["vaf"] == max(full.info["vaf_by_order"].values()) > one.info["vaf"]
     assert stiffness_error(K_SINE, full.K) < 1.0  # measured 0.4 %
 
 
 def test_lpv_innovation_form():
     # 004:Eq.8-9 with the Kalman gains (predictor input [u, y]) on output-error data
-    est = LPV(innovation=True).estimate(_data(K_SQUARE, 10.0))
+    est = LPV(innovation=True, past=2).estimate(_data(K_SQUARE, 10.0))
     assert stiffness_error(K_SQUARE, est.K) < 3.0  # measured 1.1 %
     assert est.info["regressors"] == 2 * (2 + 4) * 2 + 2
 
