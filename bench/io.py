@@ -41,6 +41,12 @@ ESTIMATE_FORMATS = (".npz", ".csv", ".mat")
 # --------------------------------------------------------------------------- loading
 
 
+def _short(text: object, n: int = 200) -> str:
+    """``text`` on one line, cut to ``n`` characters (messages quote hostile content)."""
+    one = " ".join(str(text).split())
+    return one if len(one) <= n else one[: n - 3] + "..."
+
+
 def load_record(path: str | os.PathLike) -> dict[str, Any]:
     """Load one input/output record.
 
@@ -100,7 +106,7 @@ def _read_npz(p: Path) -> dict[str, Any]:
             return {k: np.asarray(z[k]) for k in z.files}
     except Exception as exc:  # zipfile, EOF, pickle refusals, ...: all mean "not readable"
         raise DataError(f"{p}: cannot read as .npz ({type(exc).__name__}: "
-                        f"{str(exc)[:200]})") from None
+                        f"{_short(exc)})") from None
 
 
 def _read_mat(p: Path) -> dict[str, Any]:
@@ -114,7 +120,7 @@ def _read_mat(p: Path) -> dict[str, Any]:
         ) from None
     except Exception as exc:  # scipy raises many types for a file that is not .mat
         raise DataError(f"{p}: cannot read as MATLAB .mat ({type(exc).__name__}: "
-                        f"{str(exc)[:200]})") from None
+                        f"{_short(exc)})") from None
     return {k: v for k, v in m.items() if not k.startswith("__")}
 
 
@@ -128,7 +134,7 @@ def _read_csv(p: Path) -> dict[str, Any]:
     try:
         return _parse_csv(p, io.StringIO(text, newline=""))
     except csv.Error as exc:
-        raise DataError(f"{p}: not a readable CSV file: {exc}") from None
+        raise DataError(f"{p}: not a readable CSV file: {_short(exc)}") from None
 
 
 def _parse_csv(p: Path, fh: io.StringIO) -> dict[str, Any]:
@@ -145,7 +151,8 @@ def _parse_csv(p: Path, fh: io.StringIO) -> dict[str, Any]:
         if need not in header:
             raise DataError(
                 f"{p}, line {header_line}: missing column {need!r} in the header "
-                f"(found {', '.join(repr(h) for h in header)}); need t, u, y[, schedule]."
+                f"(found {_short(', '.join(repr(h) for h in header))}); need t, u, "
+                "y[, schedule]."
             )
     wanted = [c for c in ("t", "u", "y", "schedule") if c in header]
     idx = {c: header.index(c) for c in wanted}
@@ -169,7 +176,8 @@ def _parse_csv(p: Path, fh: io.StringIO) -> dict[str, Any]:
                     f"{p}, line {lineno}, column {c!r}: non-numeric value {shown!r}."
                 ) from None
             if not np.isfinite(val):
-                raise DataError(f"{p}, line {lineno}, column {c!r}: non-finite value {cell!r}.")
+                raise DataError(f"{p}, line {lineno}, column {c!r}: non-finite value "
+                                f"{_short(repr(cell), 60)}.")
             cols[c].append(val)
         line_of.append(lineno)
     if len(line_of) < 2:
@@ -220,7 +228,7 @@ def _finish(p: Path, raw: dict) -> dict[str, Any]:
     lines = raw.pop("_csv_lines", None)
     for need in ("u", "y"):
         if need not in raw:
-            raise DataError(f"{p}: missing variable {need!r} (found {sorted(raw)}).")
+            raise DataError(f"{p}: missing variable {need!r} (found {_short(sorted(raw))}).")
     u, y = _vector(p, raw, "u"), _vector(p, raw, "y")
     if u.size != y.size:
         raise DataError(f"{p}: u and y differ in length ({u.size} vs {y.size}).")
@@ -235,7 +243,8 @@ def _finish(p: Path, raw: dict) -> dict[str, Any]:
     if "fs" in raw:
         fs_arr = np.asarray(raw["fs"])
         if fs_arr.size != 1 or fs_arr.dtype.kind not in "biuf":
-            raise DataError(f"{p}: fs must be one number (Hz); got {fs_arr!r}.")
+            raise DataError(f"{p}: fs must be one number (Hz); got {fs_arr.dtype} of shape "
+                            f"{fs_arr.shape}.")
         fs = float(fs_arr.reshape(()))
         if not (np.isfinite(fs) and fs > 0):
             raise DataError(f"{p}: fs must be a positive finite rate in Hz; got {fs!r}.")
