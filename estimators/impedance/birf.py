@@ -276,6 +276,45 @@ class BIRF(Estimator):
             return None
         return Lam @ lam.reshape(-1, stats.Sxy.shape[1])  # 004:Eq.22
 
+    @staticmethod
+    def _mdl_offsets(
+        stats: _core.EnsembleStats, Lam0: np.ndarray, offsets: list[int], dt: float
+    ) -> np.ndarray | None:
+        """MDL of one (degree, n_basis) at every knot offset at once, or None.
+
+        With whole-sample offsets the basis at offset s is ``Lam0`` delayed by s samples, so
+        ``G_s = sum_tau (Lambda0(tau) Lambda0(tau)^T) kron S_xx(tau + s)``: the offsets share
+        one product with the time-shifted sums and one batched solve (the same numbers as
+        :meth:`_fit` offset by offset). None when a system is not positive definite (the
+        caller then falls back to :meth:`_fit` per offset).
+        """
+        N, P = Lam0.shape
+        r = stats.Sxy.shape[1]
+        S = len(offsets)
+        t = (np.arange(N)[None, :] + np.asarray(offsets)[:, None]) % N  # (S, N): tau + s
+        Sxx = stats.Sxx.reshape(N, r * r)[t]  # (S, N, r^2)
+        Sxy = stats.Sxy[t]  # (S, N, r)
+        W0 = (Lam0[:, :, None] * Lam0[:, None, :]).reshape(N, P * P)
+        G = np.matmul(W0.T[None], Sxx).reshape(S, P, P, r, r)
+        G = G.transpose(0, 1, 3, 2, 4).reshape(S, P * r, P * r)
+        g = np.matmul(Lam0.T[None], Sxy).reshape(S, P * r)
+        try:
+            np.linalg.cholesky(G)
+        except np.linalg.LinAlgError:
+            return None
+        lam = np.linalg.solve(G, g[:, :, None])[:, :, 0].reshape(S, P, r)  # 004:Eq.22
+        h = np.matmul(Lam0[None], lam)  # (S, N, r): dt h(tau + s) (lam carries the dt)
+        n = stats.n[t]
+        Syy = stats.Syy[t]
+        ok = n > 0
+        res = (Syy - 2.0 * np.einsum("sta,sta->st", h, Sxy)
+               + np.einsum("sta,stab,stb->st", h, Sxx.reshape(S, N, r, r), h))
+        res = np.where(ok, res, 0.0).sum(axis=1)
+        tot = np.where(ok, Syy, 0.0).sum(axis=1)
+        rss = res / tot * stats.Syy.sum()  # as vaf_from_stats, scaled to all data
+        nn = stats.n.sum()
+        return (1.0 + P * r * np.log(nn) / nn) * rss
+
     def _estimate(self, data: Realizations) -> ImpedanceEstimate:
         lags = _core.lag_vector(self.n_lags)
         u = _core.remove_mean(data.u, "ensemble")
@@ -304,6 +343,18 @@ class BIRF(Estimator):
         n_train = full.n.sum() * ((self.n_folds - 1) / self.n_folds if fold_stats else 1.0)
         cands = self._candidates(N, int(n_train), V.shape[1])
         scores: dict[tuple[int, int, int], float] = {}
+        if self.selection == "mdl":  # all offsets of a (degree, n_basis) in one batch
+            groups: dict[tuple[int, int], list[int]] = {}
+            for q, P, sh in cands:
+                groups.setdefault((q, P), []).append(sh)
+            rest = []
+            for (q, P), offs in groups.items():
+                mdl = self._mdl_offsets(full, periodic_basis(N, P, self.basis, q), offs, dt)
+                if mdl is None:
+                    rest += [(q, P, sh) for sh in offs]
+                else:
+                    scores.update({(q, P, sh): float(v) for sh, v in zip(offs, mdl)})
+            cands = rest
         for q, P, sh in cands:
             Lam = periodic_basis(N, P, self.basis, q, sh)
             if self.selection == "cv":
