@@ -111,6 +111,27 @@ def test_raw_log_survives_torn_tail_and_never_overwrites(tmp_path):
         read_raw_log(tmp_path / "junk")
 
 
+def test_deferred_raw_log_is_created_only_when_started(tmp_path):
+    path = tmp_path / "d.rawlog"
+    log = RawLog(path, deferred=True)
+    log.meta({"kind": "session"})
+    log.rx(P.encode_frame(P.Heartbeat(), 0)[:-1], 1.0, 0)
+    assert not path.exists() and not log.started
+    log.close()  # never started (the handshake failed): nothing on disk
+    assert not path.exists()
+    log = RawLog(path, deferred=True)
+    log.meta({"kind": "session"})
+    log.rx(P.encode_frame(P.Heartbeat(), 0)[:-1], 1.0, 0)
+    log.start()  # the rig answered: the records kept so far come first
+    log.event("done", {"ok": True})
+    log.close()
+    metas, rx, events, torn = read_raw_log(path)
+    assert metas == [{"kind": "session"}] and len(rx) == 1 and torn == 0
+    assert events == [{"event": "done", "ok": True}]
+    with pytest.raises(SessionError, match="never overwritten"):
+        RawLog(path, deferred=True)  # refused before any port is opened
+
+
 def test_dataset_realizations_drop_periods_with_gaps(session_file, tmp_path):
     res = resolve_session(load_session(session_file()), tmp_path)
     plan = plan_session(res)
@@ -137,3 +158,41 @@ def test_dataset_realizations_drop_periods_with_gaps(session_file, tmp_path):
     asm2 = _Assembler(plan.total)
     with pytest.raises(DataError, match="no complete pivot period"):
         _build_dataset(asm2, plan, res, {}).realizations()
+
+
+def test_hostile_session_datasets_are_data_errors(session_file, tmp_path, capsys):
+    import json
+
+    from bench.cli import main
+    from hil.session_data import is_session_dataset
+
+    res = resolve_session(load_session(session_file()), tmp_path)
+    plan = plan_session(res)
+    asm = _Assembler(plan.total)
+    for i in range(plan.total):
+        asm.add(P.Sample(i, 2000 * i, 10 * i, i, 250000, 0, 1), float(i), 0)
+    npz, js = _build_dataset(asm, plan, res, {"recovered": False}).save(tmp_path / "ds")
+    meta = json.loads(js.read_text())
+    cases = {
+        "fs": {**meta, "fs": "fast"},
+        "total": {**meta, "total": -3},
+        "period": {**meta, "period_s": float("nan")},
+    }
+    for key, bad in cases.items():
+        js.write_text(json.dumps(bad))
+        assert is_session_dataset(npz)
+        rc = main(["estimate", str(npz), "--method", "sds", "--period", "1"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "Traceback" not in err, (key, err)
+        assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), (key, err)
+    js.write_text(json.dumps({**meta, "spec": {"name": ".."}, "rig_description": {}}))
+    from hil.session_data import session_mapping
+
+    with pytest.raises(DataError, match="session spec is invalid"):
+        session_mapping(load_dataset(npz))
+    js.write_text("[" * 100_000 + "]" * 100_000)  # deeper than json's recursion limit
+    assert not is_session_dataset(npz)
+    js.write_text(json.dumps(meta))
+    npz.write_bytes(npz.read_bytes()[:100])
+    with pytest.raises(DataError, match=r"cannot read as \.npz"):
+        load_dataset(npz)
