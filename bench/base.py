@@ -134,10 +134,22 @@ class Calibrator(_Parametrized, abc.ABC):
 
     name: ClassVar[str] = ""
     tags: ClassVar[Tags] = Tags(time_varying=False, needs_ensemble=False, needs_jax=True)
+    #: Physiological penalty of the objective when a scenario leaves it to the method
+    #: (``penalty: auto``): gradient methods need the smooth one.
+    default_penalty: ClassVar[str] = "smooth"
 
     @abc.abstractmethod
-    def calibrate(self, model: Any, data: Any, objective: Any) -> Any:
+    def calibrate(self, model: Any, data: Any, objective: Any, *, space: Any = None) -> Any:
         """Fit ``model`` to ``data`` under ``objective``; returns a CalibrationResult."""
+
+    def calibrate_many(self, model: Any, data: Any, objectives: list, *,
+                       space: Any = None) -> list:
+        """One calibration per objective on the same data (a weight sweep).
+
+        Methods whose ``tags.batch_factors`` name the objective's weights override this to
+        run the sweep as one batch; the default calls :meth:`calibrate` for each.
+        """
+        return [self.calibrate(model, data, o, space=space) for o in objectives]
 
 
 def task_of(cls: type) -> str | None:

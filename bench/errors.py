@@ -17,7 +17,15 @@ __all__ = [
 
 
 class InvalidParameterError(ValueError):
-    """A hyper-parameter or plant parameter violates its declared constraint."""
+    """A hyper-parameter or plant parameter violates its declared constraint.
+
+    ``path`` (optional) locates the problem inside a structured parameter, e.g.
+    ``("trials", "t1", "emg")``, so that a scenario's error names its line.
+    """
+
+    def __init__(self, message: str, *, path: tuple = ()) -> None:
+        super().__init__(message)
+        self.path = tuple(path)
 
 
 class DataError(ValueError):

@@ -20,7 +20,8 @@ import numpy as np
 
 from bench.errors import InvalidParameterError
 
-__all__ = ["ArrayLike", "Interval", "Options", "describe", "get_params", "validate_params"]
+__all__ = ["ArrayLike", "Interval", "Options", "Schema", "describe", "get_params",
+           "validate_params"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,38 @@ class ArrayLike:
         return "a finite 1-D array of numbers"
 
 
+@dataclass(frozen=True)
+class Schema:
+    """A constraint for a structured parameter: a strict pydantic model validates it.
+
+    A scenario reports each of the model's errors at its own line
+    (``plant.params.trials.t1.emg``); :func:`validate_params` raises the first one.
+    """
+
+    model: Any
+
+    def errors(self, value: Any) -> list[tuple[tuple, str]]:
+        """``(path, message)`` of every problem (empty when valid)."""
+        from pydantic import ValidationError
+
+        try:
+            self.model.model_validate(value)
+        except ValidationError as exc:
+            out = []
+            for e in exc.errors():
+                msg = "unknown key" if e["type"] == "extra_forbidden" else (
+                    "required key is missing" if e["type"] == "missing" else e["msg"])
+                out.append((tuple(e["loc"]), msg.removeprefix("Value error, ")))
+            return out
+        return []
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return not self.errors(value)
+
+    def __str__(self) -> str:
+        return f"a mapping of the form {self.model.__name__}"
+
+
 def _satisfied(constraint: Any, value: Any) -> bool:
     if constraint is None:
         return value is None
@@ -159,6 +192,12 @@ def validate_params(
             continue
         if any(_satisfied(c, value) for c in cons):
             continue
+        schemas = [c for c in cons if isinstance(c, Schema)]
+        if len(schemas) == len(cons) == 1:
+            (path, msg), *_ = schemas[0].errors(value)
+            where = ".".join(str(p) for p in path)
+            raise InvalidParameterError(
+                f"The {name!r} parameter of {owner}: {where}: {msg}", path=(name, *path))
         allowed = [_constraint_str(c) for c in cons]
         allowed_txt = allowed[0] if len(allowed) == 1 else (
             ", ".join(allowed[:-1]) + " or " + allowed[-1]

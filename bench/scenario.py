@@ -37,6 +37,7 @@ into several scenarios (the thesis simulation study has 480 cells and 12 960 rec
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
 import json
 import math
@@ -54,7 +55,7 @@ from bench import registry
 from bench.base import Plant, task_of
 from bench.errors import InvalidParameterError, RegistryError
 from bench.layout import LayoutContext, ReferenceBase
-from bench.params import get_params, validate_params
+from bench.params import Schema, get_params, validate_params
 from bench.yamlfile import (
     Collector,
     FileValidationError,
@@ -389,9 +390,27 @@ def _check_plant(m: _ScenarioModel, col: Collector, res: _Resolved) -> None:
                                    f"{cls.task!r} task; the methods do {task!r}")
     cons = getattr(cls, "_parameter_constraints", {})
     for key, value in m.plant.params.items():
+        schema = cons.get(key)
+        if isinstance(schema, list) and len(schema) == 1 and isinstance(schema[0], Schema):
+            for path, msg in schema[0].errors(value):  # each error at its own line
+                col.add(("plant", "params", key, *path), msg)
+            continue
         err = _check_param(cls.__name__, cons, key, value)
         if err:
             col.add(("plant", "params", key), err)
+
+
+def _default_base_dir(m: _ScenarioModel, path: Path) -> None:
+    """A plant that reads files (a ``base_dir`` parameter) resolves relative paths against
+    the scenario's folder unless the scenario says otherwise."""
+    try:
+        cls = registry.resolve("plants", m.plant.name)
+    except RegistryError:
+        return
+    init = getattr(cls, "__init__", None)
+    params = inspect.signature(init).parameters if init is not None else {}
+    if "base_dir" in params and "base_dir" not in m.plant.params:
+        m.plant.params["base_dir"] = str(path.resolve().parent)
 
 
 def _check_grid(m: _ScenarioModel, col: Collector, res: _Resolved) -> None:
@@ -549,10 +568,14 @@ def _cells(m: _ScenarioModel, col: Collector, res: _Resolved) -> list[dict]:
                 plant._validate()
                 plants[key] = (plant, get_params(plant))
             except (InvalidParameterError, TypeError, ValueError) as exc:
-                plants[key] = (None, str(exc))
+                plants[key] = (None, exc)
         plant, params = plants[key]
         if plant is None:
-            col.add(("grid",) if factors else ("plant", "params"), f"cell {where}: {params}")
+            path = getattr(params, "path", ())
+            if path and path[0] in m.plant.params:  # located inside a fixed parameter
+                col.add(("plant", "params", *path), str(params))
+            else:
+                col.add(("grid",) if factors else ("plant", "params"), f"cell {where}: {params}")
             continue
         settings = {**defaults, **{f: v for f, v in levels.items()
                                    if res.kinds.get(f) == "setting"}}
@@ -667,6 +690,8 @@ def load_scenario(path: str | Path) -> Scenario:
         col.add((), "the document must be a mapping of scenario keys")
         col.raise_if_any()
     model, failed = _validate_sections(data, col)
+    if "plant" not in failed:
+        _default_base_dir(model, Path(path))
     if "name" not in failed:
         why = check_name(model.name)
         if why:

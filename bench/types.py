@@ -13,12 +13,14 @@ import numpy as np
 from bench.errors import DataError
 
 __all__ = [
+    "CalibrationData",
     "CalibrationResult",
     "GroundTruth",
     "ImpedanceEstimate",
     "MuscleData",
     "ParameterSpec",
     "Realizations",
+    "TrialWindow",
     "cut_record",
 ]
 
@@ -316,6 +318,76 @@ class MuscleData:
     muscles: list = field(default_factory=list)
     dofs: list = field(default_factory=list)
     truth: dict | None = None
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialWindow:
+    """A stretch of one recorded trial: ``sets[set].<array>[trial, start:stop]``.
+
+    Attributes
+    ----------
+    set : int
+        Index into :attr:`CalibrationData.sets`.
+    trial : int
+        Trial of that set (first axis of its arrays).
+    start, stop : int
+        Samples, ``0 <= start < stop <= T``.
+    name : str
+        How reports name it ("trial1 0.0-1.66 s").
+    """
+
+    set: int
+    trial: int
+    start: int
+    stop: int
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class CalibrationData:
+    """What a calibration plant gives one calibration unit (the calibration task's input).
+
+    Attributes
+    ----------
+    model : object
+        Forward model with the initial (generic or scaled) parameters, following the
+        calibration model protocol of :mod:`estimators.calibration.objectives`.
+    sets : tuple of MuscleData
+        Recorded or simulated trial sets; the trials of one set share length and rate.
+        Reference stiffness estimates (SDS) are computed per set before any window is cut.
+    calibration : tuple of TrialWindow
+        What the calibrators fit (000: one task cycle of a perturbed trial).
+    held_out : tuple of TrialWindow
+        What the calibrated model is scored on (blind test; may be empty).
+    extra : dict of str to tuple of TrialWindow
+        Other windows a test needs (``"unperturbed"``: 000's third test).
+    space : dict
+        Keyword arguments of ``CalibrationSpace.build`` (which parameters are calibrated,
+        bounds, strength groups).
+    truth : dict, optional
+        True per-MTU parameters of the model's MTUs (``f_max`` N, ``l_opt`` m, ``l_ts`` m,
+        ``shape``, ...; lists of length M) when synthetic.
+    segment : int, optional
+        Samples per scoring segment of the held-out windows (a task cycle); None: each
+        window is one segment.
+    skip_segments : int
+        Leading segments of each held-out window left out of the scores (filter transients).
+    stiffness_is_true : bool
+        The sets' ``stiffness`` is the true joint stiffness (synthetic data).
+    meta : dict
+    """
+
+    model: Any
+    sets: tuple
+    calibration: tuple
+    held_out: tuple = ()
+    extra: dict = field(default_factory=dict)
+    space: dict = field(default_factory=dict)
+    truth: dict | None = None
+    segment: int | None = None
+    skip_segments: int = 0
+    stiffness_is_true: bool = False
     meta: dict = field(default_factory=dict)
 
 

@@ -469,6 +469,18 @@ class AnklePlant(Plant):
             the true excitations/activations, the perturbation, the cycle length and the
             processed-angle derivative of the moment arms (``dmoment_arm``).
         """
+        return self.simulate_with(rng, None)
+
+    def simulate_with(self, rng: np.random.Generator, params: MTUParams | None) -> MuscleData:
+        """:meth:`simulate` with given true MTU parameters (a synthetic subject).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+        params : MTUParams or None
+            True parameters of the 7 MTUs with ``c1, c2`` at ``fs_out``; None: the generic
+            ones (:func:`default_ankle_params`).
+        """
         self._validate()
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator; got {type(rng)}")
@@ -478,7 +490,7 @@ class AnklePlant(Plant):
         t = np.arange(n) / fs
         w = 2 * np.pi * f_task
 
-        params_out = default_ankle_params(self.fs_out)
+        params_out = default_ankle_params(self.fs_out) if params is None else params
         kin = default_ankle_kinematics()
         c_sim = resample_recursive_coefficients(params_out.c1, self.fs_out, fs)
         params_sim = params_out._replace(c1=c_sim, c2=c_sim)

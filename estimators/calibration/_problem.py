@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import weakref
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jax
@@ -29,8 +30,8 @@ from bench.types import CalibrationResult, MuscleData
 from estimators.calibration.identifiability import identifiability as local_identifiability
 from estimators.calibration.objectives import CalibrationSpace, Objective, assemble
 
-__all__ = ["ModelLoss", "Problem", "WeightedModelLoss", "default_space", "make_problem",
-           "predict", "result_from"]
+__all__ = ["ModelLoss", "Problem", "WeightedModelLoss", "call_compiled", "default_space",
+           "make_problem", "predict", "result_from"]
 
 
 class ModelLoss:
@@ -209,25 +210,44 @@ def default_space(model: Any) -> CalibrationSpace:
     return space
 
 
+@partial(jax.jit, static_argnums=0)
+def call_compiled(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` compiled once per function object (a :class:`ModelLoss` hashes by its
+    model, space and objective) and argument shapes."""
+    return fn(*args)
+
+
+@partial(jax.jit, static_argnums=0)
+def _outputs_at(fn: ModelLoss, x: jnp.ndarray, inputs: Any) -> dict:
+    """Model outputs at ``x``, compiled once per model, space and input shapes."""
+    return fn.model.simulate(fn.space.unpack(x), inputs)
+
+
 def make_problem(
     model: Any,
     data: MuscleData,
     objective: Objective,
     space: CalibrationSpace | None = None,
 ) -> Problem:
-    """Build the loss of 000:Eq.8 over the calibrated-parameter vector."""
+    """Build the loss of 000:Eq.8 over the calibrated-parameter vector.
+
+    ``Problem.loss`` runs an executable compiled once per model, space, objective and data
+    shapes (not once per problem), so building many problems of one shape is cheap.
+    """
     if space is None:
         space = default_space(model)
     fn = ModelLoss(model, space, objective)
     d = fn.prepare(data)
 
     stiff = None if d["stiffness"] is None else np.asarray(d["stiffness"])
-    return Problem(space, jax.jit(lambda x: fn(x, d)), np.asarray(d["torque"]), stiff, fn, d)
+    return Problem(space, lambda x: call_compiled(fn, jnp.asarray(x), d), np.asarray(d["torque"]),
+                   stiff, fn, d)
 
 
 def predict(model: Any, space: CalibrationSpace, x: np.ndarray, data: MuscleData) -> dict:
-    """Model outputs (numpy) for parameter vector ``x`` on ``data`` (e.g. held-out trials)."""
-    out = model.simulate(space.unpack(jnp.asarray(x)), model.inputs(data))
+    """Model outputs (numpy) for parameter vector ``x`` on ``data`` (e.g. held-out trials);
+    compiled once per model, space and data shape."""
+    out = _outputs_at(ModelLoss(model, space, Objective()), jnp.asarray(x), model.inputs(data))
     return {k: np.asarray(v) for k, v in out.items()}
 
 

@@ -29,6 +29,7 @@ over a fixed step budget.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,11 +41,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bench.base import Calibrator
+from bench.base import Calibrator, Tags
 from bench.errors import DataError
 from bench.params import Interval
 from bench.types import CalibrationResult, MuscleData
-from estimators.calibration._problem import make_problem, result_from
+from estimators.calibration._problem import (
+    WeightedModelLoss,
+    call_compiled,
+    default_space,
+    make_problem,
+    predict,
+    result_from,
+)
+from estimators.calibration.identifiability import assess
 from estimators.calibration.objectives import CalibrationSpace, Objective
 
 __all__ = [
@@ -307,6 +316,8 @@ class GradientCalibrator(Calibrator):
     """
 
     name = "adamw"
+    tags = Tags(time_varying=False, needs_ensemble=False, needs_jax=True,
+                batch_factors=("alpha", "beta"))
     _parameter_constraints = {
         "restarts": [Interval(int, 1, 4096)],
         "seed": [Interval(int, 0, None)],
@@ -357,3 +368,62 @@ class GradientCalibrator(Calibrator):
             {"calibrator": "adamw", "restart_losses": res.fun, "steps": res.steps,
              **self.get_params()},
         )
+
+    def calibrate_many(
+        self, model, data: MuscleData, objectives: list[Objective], *,
+        space: CalibrationSpace | None = None,
+    ) -> list[CalibrationResult]:
+        """A whole (alpha, beta) sweep as one vmapped AdamW run.
+
+        000:Eq.8 is linear in alpha and beta, so every objective that differs from the first
+        only in its weights shares one loss with the weights as a batched argument
+        (:class:`~estimators.calibration._problem.WeightedModelLoss`): ``len(objectives) x
+        restarts`` start points run in one compiled computation, each stopping on its own
+        plateau; each objective's result is its best restart. Objectives that differ in
+        anything else are calibrated one by one.
+        """
+        self._validate()
+        first = objectives[0]
+        same = all(dataclasses.replace(o, alpha=first.alpha, beta=first.beta) == first
+                   for o in objectives)
+        if len(objectives) == 1 or not same:
+            return super().calibrate_many(model, data, objectives, space=space)
+        sp = space if space is not None else default_space(model)
+        fn = WeightedModelLoss(model, sp, first)
+        need_k = any(o.beta > 0 for o in objectives)
+        d = fn.prepare(data, need_stiffness=need_k)
+        starts = sp.start_points(sp.x0, self.restarts, np.random.default_rng(self.seed))
+        C, R = len(objectives), self.restarts
+        W = np.repeat(np.array([[o.alpha, o.beta] for o in objectives], float), R, axis=0)
+        res = adamw_minimize(
+            fn, np.tile(starts, (C, 1)), sp.lower, sp.upper, batch_args=W, data=d,
+            learning_rate=self.learning_rate, decay_steps=self.decay_steps,
+            decay_rate=self.decay_rate, weight_decay=self.weight_decay,
+            max_steps=self.max_steps, patience=self.patience, tol=self.tol,
+        )
+        torque = np.asarray(d["torque"])
+        stiff = None if d["stiffness"] is None else np.asarray(d["stiffness"])
+        out = []
+        for c, obj in enumerate(objectives):
+            rows = np.arange(c * R, (c + 1) * R)
+            b = rows[int(np.argmin(np.where(np.isfinite(res.fun[rows]), res.fun[rows],
+                                            np.inf)))]
+            x = np.asarray(res.x[b])
+            w = jnp.asarray([obj.alpha, obj.beta])
+            pred = predict(model, sp, x, data)
+            info = {"calibrator": "adamw", "restart_losses": res.fun[rows],
+                    "steps": res.steps[rows], "batch_size": C,
+                    "batch_wall_time": res.wall_time, **self.get_params(),
+                    **obj.errors(pred, torque, stiff),
+                    # one compiled loss and Jacobian for the whole sweep: the weights are
+                    # arguments, not part of the compiled function
+                    "objective": float(call_compiled(fn, jnp.asarray(x), w, d)), "x": x}
+            try:
+                info["identifiability"] = assess(fn, x, sp, w, d)
+            except DataError as exc:  # a diagnostic must not fail the calibration
+                info["identifiability"] = {"error": str(exc)}
+            out.append(CalibrationResult(
+                params=sp.to_dict(x), specs=sp.specs, history=np.asarray(res.history[:, b]),
+                wall_time=res.wall_time / C, evaluations=res.evaluations // C,
+                predicted={"calibration": pred}, info=info))
+        return out

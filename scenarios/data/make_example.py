@@ -126,8 +126,24 @@ def make_example(out: str | Path, *, seed: int = 0, raw_emg: bool = True,
     return {"data": data, "trials": trials, "initial": initial, "raw": raw, "dir": out}
 
 
-if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "example"
-    res = make_example(target)
-    print(f"wrote the example dataset into {target} "
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``make_example.py [OUT_DIR] [--seed N] [--no-raw-emg]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Write the synthetic ankle's trials as OpenSim / "
+                                             "CEINMS / C3D files (the calibration example's "
+                                             "data).")
+    ap.add_argument("out", nargs="?", default=str(Path(__file__).parent / "example"),
+                    help="output folder (default: scenarios/data/example)")
+    ap.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
+    ap.add_argument("--no-raw-emg", action="store_true",
+                    help="skip the raw EMG and MVC trials (C3D)")
+    args = ap.parse_args(argv)
+    res = make_example(Path(args.out), seed=args.seed, raw_emg=not args.no_raw_emg)
+    print(f"wrote the example dataset into {args.out} "
           f"({res['data'].torque.shape[1]} samples x 2 trials at {res['data'].fs} Hz)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
