@@ -284,8 +284,20 @@ def test_mutated_yaml_is_accepted_or_located(source, sandbox):
     _yaml_test(source, sandbox, FAST)
 
 
+#: Known failures of the long run, each pinned by a strict regression test in
+#: tests/test_hostile_input.py (remove the entry when that test passes).
+KNOWN_LONG = {
+    "thesis-mechanical.yaml": "bench/layouts/table.py check_method: a reference 'method' "
+                              "given as a list raises TypeError (unhashable)",
+    "thesis-simulation.yaml": "bench/layouts/table.py check_value: a reference value 10**30 "
+                              "raises TypeError in np.isfinite",
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("source", SHIPPED, ids=[p.name for p in SHIPPED])
+@pytest.mark.parametrize("source", [
+    pytest.param(p, marks=pytest.mark.xfail(reason=KNOWN_LONG[p.name]))
+    if p.name in KNOWN_LONG else p for p in SHIPPED], ids=[p.name for p in SHIPPED])
 def test_mutated_yaml_is_accepted_or_located_long(source, sandbox):
     _yaml_test(source, sandbox, SLOW)
 
@@ -338,7 +350,8 @@ def npz_mutant(draw: st.DrawFn) -> Mutant:
             with np.errstate(all="ignore"):
                 arrays[key] = arrays[key] * factor
             op = f"scale by {factor:g}"
-        elif op == "poke" and key in arrays and np.ndim(arrays[key]) == 1:
+        elif (op == "poke" and key in arrays and np.ndim(arrays[key]) == 1
+              and np.size(arrays[key]) and arrays[key].dtype.kind in "biuf"):
             a = np.array(arrays[key], dtype=float)
             i = draw(st.integers(0, a.size - 1))
             a[i] = draw(st.sampled_from([np.nan, np.inf, -np.inf, 1e308, -1e308]))

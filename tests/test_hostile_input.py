@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from bench.cli import main
 
@@ -220,6 +221,27 @@ def test_nan_reference_value_is_refused(work, capsys):
                   QUICKSTART.replace("{eIRF: 117.7, SDS: 23.6}", "{eIRF: .nan, SDS: 23.6}"))
     (issue,) = _refused(*_run(capsys, "validate", path)[::2], path)
     assert "eIRF" in issue
+
+
+@pytest.mark.xfail(strict=True, reason="bench/layouts/table.py check_method tests "
+                   "`method not in labels` before checking the type: a list is unhashable "
+                   "(TypeError, exit 1); found by tests/test_fuzz.py -m slow")
+def test_reference_method_of_the_wrong_type_is_located(work, capsys):
+    text = (REPO / "scenarios" / "thesis-mechanical.yaml").read_text()
+    doc = yaml.safe_load(text)
+    first = doc["reference"]["values"][0]["method"]
+    path = _write(work, "ref.yaml", text.replace(f"method: {first}", f"method: [{first}]", 1))
+    _refused(*_run(capsys, "validate", path)[::2], path)
+
+
+@pytest.mark.xfail(strict=True, reason="bench/layouts/table.py check_value calls np.isfinite "
+                   "on a Python int beyond int64 (TypeError, exit 1); found by "
+                   "tests/test_fuzz.py -m slow")
+def test_reference_value_beyond_float_range_is_located(work, capsys):
+    path = _write(work, "ref.yaml",
+                  QUICKSTART.replace("{eIRF: 117.7, SDS: 23.6}", "{eIRF: " + "9" * 30 +
+                                     ", SDS: 23.6}"))
+    _refused(*_run(capsys, "validate", path)[::2], path)
 
 
 def test_shipped_broken_test_files_are_located(capsys):
