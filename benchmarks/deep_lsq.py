@@ -1,7 +1,8 @@
 """Wall time per epoch and per run of the deep-muscle least-squares identification (002).
 
 002 Sec. IV-C: about 0.77 s per epoch and 2.5 h per run (10K + 2K epochs) on an Intel Core
-i9-14900KS. This script simulates one arm record (:class:`plants.arm.ArmPlant`), times
+i9-14900KS. This script simulates one arm record with its initial guesses
+(:class:`plants.arm.identification.ArmIdentificationPlant`), times
 ``--epochs`` epochs of M1 and M2 (:class:`estimators.calibration.deep_lsq.
 DeepMuscleIdentifier`) for one initial guess (:meth:`~DeepMuscleIdentifier.fit`) and for
 ``--guesses`` guesses run together (:meth:`~DeepMuscleIdentifier.fit_many`, one vmapped
@@ -28,9 +29,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from estimators.calibration.deep_lsq import DeepMuscleIdentifier
-from plants.arm import ArmPlant
-from plants.arm.truth import parameter_vector, sample_initial_guess
+from estimators.calibration.deep_lsq import DeepMuscleIdentifier, parameter_layout
+from plants.arm.identification import ArmIdentificationPlant
 
 PAPER_EPOCH_S = 0.77  # 002 Sec. IV-C
 PAPER_EPOCHS = 12_000  # 10K + 2K
@@ -46,23 +46,26 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--calibration-json", default="benchmarks/results/calibration.json")
     a = ap.parse_args(argv)
     t = time.perf_counter()
-    data = ArmPlant(movement=a.movement, duration=a.duration).simulate(np.random.default_rng(0))
+    unit = ArmIdentificationPlant(movement=a.movement, duration=a.duration,
+                                  n_guesses=a.guesses).simulate(np.random.default_rng(0))
     t_sim = time.perf_counter() - t
+    model, data = unit.model, unit.sets[0]
     rows = []
     for method in ("M1", "M2"):
-        _, gt, _ = parameter_vector(method, data.fs)
-        P0 = sample_initial_guess(gt, np.random.default_rng(1), size=a.guesses)
+        names, _ = parameter_layout(model.dynamics, method)
+        P0 = model.initial_guesses[:, [model.guess_names.index(n) for n in names]]
         for G in sorted({1, a.guesses}):
             idf = DeepMuscleIdentifier(method=method, epochs=a.epochs, slack_epochs=0,
                                        record_every=max(1, a.epochs // 4))
             t, c = time.perf_counter(), time.process_time()
-            res = idf.fit(data, P0[0]) if G == 1 else idf.fit_many(data, P0[:G])[0]
+            res = (idf.fit(model, data, P0[0]) if G == 1
+                   else idf.fit_many(model, data, P0[:G])[0])
             wall, cpu = time.perf_counter() - t, time.process_time() - c
             ep = res.epoch_time  # per guess
             rows.append({
                 "method": method, "guesses": G,
                 "samples": int(data.excitation.shape[0] * data.excitation.shape[1]),
-                "parameters": int(gt.size), "epochs": a.epochs, "wall_s": wall, "cpu_s": cpu,
+                "parameters": len(names), "epochs": a.epochs, "wall_s": wall, "cpu_s": cpu,
                 "epoch_s": ep, "batch_epoch_s": res.info["batch_epoch_time"],
                 "overhead_s": wall - res.info["batch_epoch_time"] * a.epochs,
                 "run_12k_h": ep * PAPER_EPOCHS / 3600.0, "paper_epoch_s": PAPER_EPOCH_S,

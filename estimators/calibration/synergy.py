@@ -53,9 +53,10 @@ from scipy.optimize import nnls
 
 from bench.base import Calibrator
 from bench.errors import ConvergenceWarning, DataError, InvalidParameterError
+from bench.metrics import r2, rmse
 from bench.params import Interval
 from bench.types import CalibrationResult, MuscleData
-from estimators.calibration._problem import make_problem, result_from
+from estimators.calibration._problem import make_problem, predict, result_from
 from estimators.calibration.gradient import adamw_minimize
 from estimators.calibration.objectives import CalibrationSpace, Objective, smooth_range_penalty
 
@@ -67,6 +68,7 @@ __all__ = [
     "mask_channels",
     "synergy_count",
     "synergy_vaf",
+    "synthesis_scores",
 ]
 
 #: Optimizer box of primitives and weightings (the 001:Eq.4 penalty keeps them in [0, 1]).
@@ -255,6 +257,29 @@ def extrapolate_excitations(
     return out
 
 
+def synthesis_scores(reference: np.ndarray, synthesized: np.ndarray) -> tuple[float, float]:
+    """RMSE and mean per-channel r2 of synthesized against reference excitations.
+
+    Parameters
+    ----------
+    reference, synthesized : ndarray, shape (..., k)
+        Excitations of the k synthesized channels; all leading axes (trials, samples) are
+        concatenated.
+
+    Returns
+    -------
+    rmse : float
+        Over every sample and channel (excitation units, 0-1).
+    r2 : float
+        Squared Pearson correlation per channel, averaged over the channels (NaN-aware).
+    """
+    ref = np.asarray(reference, dtype=float)
+    syn = np.asarray(synthesized, dtype=float)
+    k = ref.shape[-1]
+    a, b = ref.reshape(-1, k), syn.reshape(-1, k)
+    return rmse(a, b), float(np.nanmean([r2(a[:, j], b[:, j]) for j in range(k)]))
+
+
 class SynergyHybridCalibrator(Calibrator):
     """Synergy-hybrid calibration by AdamW through the differentiable model (001:Eq.5).
 
@@ -441,4 +466,84 @@ class SynergyHybridCalibrator(Calibrator):
         )
         # the problem's loss ran on the masked excitations; report it on the hybrid ones
         out.info["objective"] = float(J)
+        return out
+
+    # ------------------------------------------------------------------ task hooks
+    def predict(self, model, space: CalibrationSpace, result: CalibrationResult,
+                data: MuscleData) -> dict:
+        """Outputs of the calibrated model on other (held-out) trials.
+
+        The unrecorded channels of ``data`` are synthesized from its recorded ones with the
+        calibrated weightings (:func:`extrapolate_excitations`); their values in ``data``
+        are never read.
+
+        Parameters
+        ----------
+        model : object
+        space : CalibrationSpace
+        result : CalibrationResult
+            Of :meth:`calibrate` (``info``: ``x``, ``recorded``, ``synthesized``,
+            ``weights``).
+        data : MuscleData
+            ``excitation`` (S, T, C).
+
+        Returns
+        -------
+        dict
+            The model's outputs (``torque`` (S, T, D) Nm, ``stiffness`` ...), numpy.
+        """
+        if len(result.info["synthesized"]):
+            rec = np.asarray(result.info["recorded"], dtype=int)
+            exc = extrapolate_excitations(np.asarray(data.excitation, dtype=float), rec,
+                                          result.info["weights"])
+            data = replace(data, excitation=exc)
+        return predict(model, space, result.info["x"], data)
+
+    def extra_metrics(self, model, space: CalibrationSpace, result: CalibrationResult,
+                      calibration: MuscleData, held_out: list) -> dict[str, float]:
+        """Synthesis scores (Hambly et al. Sec. III-D; :func:`synthesis_scores`).
+
+        Parameters
+        ----------
+        model, space
+            Unused.
+        result : CalibrationResult
+            Of :meth:`calibrate`.
+        calibration : MuscleData
+            The calibration trials with every channel (the withheld ones included) and,
+            when synthetic, ``meta["true_excitation"]`` (S, T, C).
+        held_out : list of MuscleData
+            The held-out trials with every channel.
+
+        Returns
+        -------
+        dict
+            ``n_synergies``, ``vaf`` (initial factorization); with channels synthesized:
+            ``synth_rec_rmse``, ``synth_rec_r2`` (synthesized vs the withheld recorded
+            excitations of the calibration trials), ``synth_true_rmse``, ``synth_true_r2``
+            (vs the true excitations, when given), ``held_synth_rmse``, ``held_synth_r2``
+            (held-out trials: extrapolated vs withheld recorded).
+        """
+        out = {"n_synergies": float(result.info["n_synergies"]),
+               "vaf": float(result.info["vaf"])}
+        syn = np.asarray(result.info["synthesized"], dtype=int)
+        if syn.size == 0:
+            return out
+        drive = np.asarray(result.info["excitation"], dtype=float)[..., syn]
+        out["synth_rec_rmse"], out["synth_rec_r2"] = synthesis_scores(
+            np.asarray(calibration.excitation, dtype=float)[..., syn], drive)
+        true = (calibration.meta or {}).get("true_excitation")
+        if true is not None:
+            out["synth_true_rmse"], out["synth_true_r2"] = synthesis_scores(
+                np.asarray(true, dtype=float)[..., syn], drive)
+        if held_out:
+            rec = np.asarray(result.info["recorded"], dtype=int)
+            ref, est = [], []
+            for h in held_out:
+                e = np.asarray(h.excitation, dtype=float)
+                x = extrapolate_excitations(e, rec, result.info["weights"])
+                ref.append(e[..., syn].reshape(-1, syn.size))
+                est.append(x[..., syn].reshape(-1, syn.size))
+            out["held_synth_rmse"], out["held_synth_r2"] = synthesis_scores(
+                np.concatenate(ref), np.concatenate(est))
         return out

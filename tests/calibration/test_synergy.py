@@ -14,9 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from bench import registry
 from bench.errors import ConvergenceWarning, InvalidParameterError
 from bench.metrics import r2, rmse
 from bench.types import MuscleData
+from estimators.calibration._problem import predict
 from estimators.calibration.gradient import GradientCalibrator
 from estimators.calibration.objectives import CalibrationSpace, Objective
 from estimators.calibration.synergy import (
@@ -26,6 +28,7 @@ from estimators.calibration.synergy import (
     initial_synergies,
     mask_channels,
     synergy_count,
+    synthesis_scores,
 )
 
 M = 6
@@ -184,3 +187,56 @@ def test_removed_channels_degrade_emg_driven_more():
     assert r2(tau, tau_hyb) > r2(tau, tau_emg)
     assert d_hyb < d_emg
     assert min(r2_syn) > 0.8
+
+
+def test_task_hooks_predict_and_extra_metrics():
+    """``predict`` synthesizes a held-out trial's unrecorded channels from its recorded ones
+    with the calibrated weightings (their values in the data are never read);
+    ``extra_metrics`` scores the synthesized excitations against the withheld recorded and
+    the true ones (calibration trials) and on the held-out trials."""
+    assert registry.resolve("calibrators", "synergy-hybrid") is SynergyHybridCalibrator
+    data, held = _data(seed=0), _data(seed=5, S=1)
+    keep = ["m0", "m2", "m3", "m5"]
+    sp = _space()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cal = SynergyHybridCalibrator(recorded=keep, max_steps=60, patience=60)
+        res = cal.calibrate(Toy(BASE), data, OBJ, space=sp)
+    rec, W = np.array(res.info["recorded"]), res.info["weights"]
+    full = extrapolate_excitations(held.excitation, rec, W)
+    ref = predict(Toy(BASE), sp, res.info["x"], MuscleData(**{**held.__dict__,
+                                                               "excitation": full}))
+    masked = mask_channels(held, keep)
+    out = cal.predict(Toy(BASE), sp, res, masked)
+    np.testing.assert_allclose(out["torque"], ref["torque"], rtol=1e-12)
+    garbage = MuscleData(**{**masked.__dict__, "excitation": np.where(
+        np.isin(np.arange(M), rec), masked.excitation, 0.77)})
+    np.testing.assert_allclose(cal.predict(Toy(BASE), sp, res, garbage)["torque"],
+                               out["torque"], rtol=1e-12)
+    true = MuscleData(**{**data.__dict__, "meta": {"true_excitation": data.excitation * 0.5}})
+    m = cal.extra_metrics(Toy(BASE), sp, res, true, [held])
+    syn = [1, 4]
+    drive = res.info["excitation"][..., syn]
+    assert m["synth_rec_r2"] == pytest.approx(
+        synthesis_scores(data.excitation[..., syn], drive)[1])
+    assert m["synth_true_rmse"] == pytest.approx(
+        synthesis_scores(0.5 * data.excitation[..., syn], drive)[0])
+    assert m["synth_true_r2"] == pytest.approx(m["synth_rec_r2"])  # r2 ignores the scale
+    assert m["held_synth_rmse"] == pytest.approx(
+        synthesis_scores(held.excitation[..., syn], full[..., syn])[0])
+    assert m["n_synergies"] == res.info["n_synergies"] and 0 < m["vaf"] <= 1
+    # every channel recorded: nothing synthesized, the plain model prediction
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        res_all = SynergyHybridCalibrator(max_steps=5).calibrate(Toy(BASE), data, OBJ, space=sp)
+    m_all = SynergyHybridCalibrator().extra_metrics(Toy(BASE), sp, res_all, data, [held])
+    assert set(m_all) == {"n_synergies", "vaf"}
+    np.testing.assert_allclose(
+        SynergyHybridCalibrator().predict(Toy(BASE), sp, res_all, held)["torque"],
+        predict(Toy(BASE), sp, res_all.info["x"], held)["torque"], rtol=1e-12)
+
+
+def test_synthesis_scores():
+    ref = np.stack([np.sin(np.linspace(0, 6, 50)), np.cos(np.linspace(0, 6, 50))], -1)
+    e, c = synthesis_scores(ref[None], 2 * ref[None])
+    assert c == pytest.approx(1.0) and e == pytest.approx(float(np.sqrt(np.mean(ref**2))))
