@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/grid.py [--scenario scenarios/quickstart.yaml] [--repeats 3] [--out PATH]
+    python -m benchmarks.grid [--scenario scenarios/quickstart.yaml] [--repeats 3] [--out PATH]
 
 Runs the whole grid (every cell x seed x method, into a fresh run directory each time) with
 
@@ -27,17 +27,11 @@ import os
 import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# `python benchmarks/grid.py` puts benchmarks/ first on sys.path, where benchmarks/estimators.py
-# would shadow the `estimators` package (here and in the spawned workers, which inherit
-# sys.path): drop it.
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
 
 
 def _time_runs(scenario, executor_factory, repeats: int, tmp: Path, tag: str) -> list[float]:

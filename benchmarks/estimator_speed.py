@@ -18,8 +18,8 @@ for LPV and KBR at >= 200 s, 004 Table III). Per cell:
 
 Usage::
 
-    python benchmarks/estimators.py --methods esm,mesm,frf --durations 25,50 \\
-        --out benchmarks/results/estimators.json
+    python -m benchmarks.estimator_speed --methods esm,mesm,frf --durations 25,50 \\
+        --out benchmarks/results/estimator_speed.json
 
 Prints a table and writes JSON (a list of cell records plus the settings).
 """
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snr-db", type=float, default=0.0, help="output SNR, dB (default 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=600.0, help="per cell, s")
-    p.add_argument("--out", default="benchmarks/results/estimators.json")
+    p.add_argument("--out", default="benchmarks/results/estimator_speed.json")
     p.add_argument("--merge", action="store_true",
                    help="keep the other methods' cells already in --out, replace these")
     p.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
@@ -184,8 +184,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as a script, this file's folder heads sys.path and its name would shadow the
-    # ``estimators`` package: drop that folder.
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [q for q in sys.path if Path(q or ".").resolve() != _here]
     raise SystemExit(main())

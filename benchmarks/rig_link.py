@@ -15,7 +15,7 @@ Every case records a session from ``tests``-style session files against the virt
 
 Usage::
 
-    python benchmarks/hil.py [--quick] [--out benchmarks/results/hil.json]
+    python -m benchmarks.rig_link [--quick] [--out benchmarks/results/rig_link.json]
 """
 
 from __future__ import annotations
@@ -33,13 +33,12 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from hil import protocol as P
+from hil.link import FrameChecker
+from hil.session import record, recover
+from hil.virtual import Faults, VirtualRig
 
-from hil import protocol as P  # noqa: E402
-from hil.link import FrameChecker  # noqa: E402
-from hil.session import record, recover  # noqa: E402
-from hil.virtual import Faults, VirtualRig  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _session(directory: Path, name: str, rate: int, duration: float, watchdog_ms: int = 50
@@ -120,7 +119,7 @@ def _codec_case(n: int = 20000) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter sessions")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "hil.json"))
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "rig_link.json"))
     args = ap.parse_args(argv)
     dur = 2.0 if args.quick else 8.0
     rows = []
