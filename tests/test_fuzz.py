@@ -286,12 +286,7 @@ def test_mutated_yaml_is_accepted_or_located(source, sandbox):
 
 #: Known failures of the long run, each pinned by a strict regression test in
 #: tests/test_hostile_input.py (remove the entry when that test passes).
-KNOWN_LONG = {
-    "thesis-mechanical.yaml": "bench/layouts/table.py check_method: a reference 'method' "
-                              "given as a list raises TypeError (unhashable)",
-    "thesis-simulation.yaml": "bench/layouts/table.py check_value: a reference value 10**30 "
-                              "raises TypeError in np.isfinite",
-}
+KNOWN_LONG: dict[str, str] = {}  # shipped files whose long fuzz run is a known failure
 
 
 @pytest.mark.slow
@@ -345,7 +340,7 @@ def npz_mutant(draw: st.DrawFn) -> Mutant:
             value = draw(st.sampled_from(ARRAY_SWAPS))
             arrays[key] = value
             op = f"swap to {value.dtype}{value.shape}"
-        elif op == "scale" and key in arrays:
+        elif op == "scale" and key in arrays and arrays[key].dtype.kind in "biufc":
             factor = draw(st.sampled_from([1e300, 1e-300, 0.0, -1.0]))
             with np.errstate(all="ignore"):
                 arrays[key] = arrays[key] * factor

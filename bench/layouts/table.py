@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -136,14 +137,18 @@ def _check_reference(ctx: LayoutContext, lay: dict, ref: _Reference, col: Collec
     def check_value(path: tuple, value: Any) -> float | bool | None:
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(
-                value):
-            col.add(path, f"a reference value must be a finite number or null; got {value!r}")
+        try:
+            ok = not isinstance(value, bool) and math.isfinite(float(value))
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+        if not ok:
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            col.add(path, f"a reference value must be a finite number or null; got {shown}")
             return False
         return float(value)
 
     def check_method(path: tuple, method: Any) -> bool:
-        if method not in labels:
+        if not isinstance(method, str) or method not in labels:
             col.add(path, f"{method!r} is not a method label of this scenario "
                           f"({', '.join(sorted(labels))})")
             return False
