@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import multiprocessing
 import os
+import signal
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -41,14 +42,15 @@ class Executor(abc.ABC):
     ) -> Iterator[tuple[int, Any, BaseException | None]]:
         """Yield ``(index, fn(tasks[index]), None)`` or ``(index, None, error)`` per task."""
 
-    def close(self) -> None:  # noqa: B027 - a do-nothing hook, overridden where needed
-        """Release workers (no-op by default)."""
+    def close(self, *, abort: bool = False) -> None:  # noqa: B027 - a do-nothing hook
+        """Release workers (no-op by default); ``abort``: stop running tasks now (Ctrl-C)
+        instead of waiting for them (their finished records are on disk already)."""
 
     def __enter__(self) -> Executor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(abort=exc_type is not None)
 
 
 class SerialExecutor(Executor):
@@ -87,16 +89,29 @@ class LocalProcessExecutor(Executor):
         if not tasks:
             return
         ctx = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(tasks)), mp_context=ctx)
+        self._pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(tasks)), mp_context=ctx,
+                                         initializer=_ignore_sigint)
         futures = {self._pool.submit(fn, t): i for i, t in enumerate(tasks)}
         for fut in as_completed(futures):
             exc = fut.exception()
             yield futures[fut], (None if exc else fut.result()), exc
 
-    def close(self) -> None:
-        if self._pool is not None:
+    def close(self, *, abort: bool = False) -> None:
+        if self._pool is None:
+            return
+        if abort:  # Ctrl-C: the workers ignore SIGINT; stop them now, do not wait
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                proc.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        else:
             self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self._pool = None
+
+
+def _ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C goes to the runner, which stops the workers (a worker that
+    took it itself would die mid-record and print a traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class DaskExecutor(Executor):
@@ -236,7 +251,7 @@ class DaskExecutor(Executor):
             if futures and client.status == "running":
                 client.cancel(list(futures))  # the consumer stopped early: drop queued work
 
-    def close(self) -> None:
+    def close(self, *, abort: bool = False) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
