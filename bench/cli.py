@@ -175,6 +175,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from bench.export import export_run
+
+    for kind, path in export_run(Path(args.run), args.format, args.out).items():
+        print(f"{kind:8s} {path}")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from bench.params import describe
 
@@ -366,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=_probability, default=0.05,
                    help="significance level of the paired tests (default 0.05)")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("export", help="write a run's results table and per-record arrays as "
+                                      "CSV or MATLAB .mat")
+    p.add_argument("run", metavar="RUN", help="run directory")
+    p.add_argument("--format", choices=("csv", "mat"), default="csv",
+                   help="csv (results.csv + arrays/*.csv) or mat (results.mat)")
+    p.add_argument("--out", help="folder to write into (default: RUN/export)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("list", help="list estimators, calibrators, plants and layouts with "
                                     "their parameters")
