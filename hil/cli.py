@@ -210,6 +210,23 @@ def cmd_virtual(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_session_data(data: object) -> bool:
+    """True when a parsed YAML document is a rig session file rather than a scenario.
+
+    A session file holds one top-level ``session:`` mapping (the shipped form), or the
+    session's fields at the top level: ``duration_s`` or ``pivot``, and none of a scenario's
+    ``plant``, ``methods``, ``grid``, ``seeds``. (Here, not in :mod:`hil.session_spec`, so
+    that validating a scenario imports nothing of the session machinery.)
+    """
+    if not isinstance(data, dict):
+        return False
+    if "session" in data:
+        return True
+    keys = set(data)
+    return bool(keys & {"duration_s", "pivot"}) and not keys & {"plant", "methods", "grid",
+                                                                 "seeds"}
+
+
 def _session_document(path: Path) -> object | None:
     """The parsed document of ``path`` when it is a rig session file, else None.
 
@@ -225,9 +242,7 @@ def _session_document(path: Path) -> object | None:
         doc = read_yaml(path)
     except ScenarioError:
         return None
-    from hil.session_spec import is_session_document
-
-    return doc if is_session_document(doc.data) else None
+    return doc if _is_session_data(doc.data) else None
 
 
 def handle_is_own_file(path: Path) -> bool | None:

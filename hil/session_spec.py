@@ -65,7 +65,6 @@ __all__ = [
     "SessionPlan",
     "SessionSpec",
     "check_session",
-    "is_session_document",
     "load_session",
     "plan_session",
     "resolve_session",
@@ -342,22 +341,6 @@ def resolve_session(spec: SessionSpec, base: str | os.PathLike | None = None,
                                                f"rate or PID: {exc.errors()[0]['msg']}")]
                      ) from None
     return ResolvedSession(spec, rig, str(rig_path), fs, round(div), limits)
-
-
-def is_session_document(data: Any) -> bool:
-    """True when a parsed YAML document is a rig session file rather than a scenario.
-
-    A session file holds one top-level ``session:`` mapping (the shipped form), or the
-    session's fields at the top level: ``duration_s`` or ``pivot``, and none of a scenario's
-    ``plant``, ``methods``, ``grid``, ``seeds``.
-    """
-    if not isinstance(data, dict):
-        return False
-    if "session" in data:
-        return True
-    keys = set(data)
-    return bool(keys & {"duration_s", "pivot"}) and not keys & {"plant", "methods", "grid",
-                                                                 "seeds"}
 
 
 def load_session(path: str | os.PathLike, *, text: str | None = None,
