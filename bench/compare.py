@@ -160,6 +160,7 @@ class Comparison:
     seeds_only: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    higher: frozenset = HIGHER_IS_BETTER  # metrics for which a larger value is better
 
 
 def _diff_plans(a: dict, b: dict) -> list[str]:
@@ -208,7 +209,8 @@ def _pairs(recs_a: dict, recs_b: dict, keys: list, metric: str) -> tuple[np.ndar
     return np.asarray(va), np.asarray(vb)
 
 
-def _verdict(d: np.ndarray, p: float, metric: str, alpha: float, center=np.mean) -> str:
+def _verdict(d: np.ndarray, p: float, metric: str, alpha: float, center=np.mean,
+             higher: frozenset = HIGHER_IS_BETTER) -> str:
     """Verdict of the changes ``d``; the sign of ``center(d)`` gives the direction."""
     if d.size and np.all(d == 0):
         return "identical"
@@ -217,11 +219,11 @@ def _verdict(d: np.ndarray, p: float, metric: str, alpha: float, center=np.mean)
     if p >= alpha:
         return "no significant change"
     up = float(center(d)) > 0
-    return "better" if up == (metric in HIGHER_IS_BETTER) else "worse"
+    return "better" if up == (metric in higher) else "worse"
 
 
 def _cell_change(cell: dict, label: str, metric: str, a: np.ndarray, b: np.ndarray,
-                 alpha: float) -> Change:
+                 alpha: float, higher: frozenset = HIGHER_IS_BETTER) -> Change:
     d = b - a
     nan = float("nan")
     p = lo = hi = nan
@@ -234,7 +236,7 @@ def _cell_change(cell: dict, label: str, metric: str, a: np.ndarray, b: np.ndarr
         cell_id=cell["cell_id"], factors=cell["factors"], method=label, metric=metric,
         n=int(d.size), mean_a=float(a.mean()) if a.size else nan,
         mean_b=float(b.mean()) if b.size else nan, delta=float(d.mean()) if d.size else nan,
-        ci_low=lo, ci_high=hi, p=p, verdict=_verdict(d, p, metric, alpha),
+        ci_low=lo, ci_high=hi, p=p, verdict=_verdict(d, p, metric, alpha, higher=higher),
     )
 
 
@@ -289,6 +291,8 @@ def compare_runs(run_a: str | Path, run_b: str | Path, *, alpha: float = 0.05) -
         only_b=[m for m in labels_b if m not in labels_a],
         seeds_only={"A": [s for s in seeds_a if s not in seeds_b],
                     "B": [s for s in seeds_b if s not in seeds_a]},
+        higher=frozenset(m for m, i in pb_.get("metric_info", {}).items()
+                         if i.get("better") == "higher") or HIGHER_IS_BETTER,
     )
     if pa_["name"] != pb_["name"]:
         cmp.notes.append(f"scenario names differ: {pa_['name']!r} (A), {pb_['name']!r} (B)")
@@ -329,15 +333,16 @@ def compare_runs(run_a: str | Path, run_b: str | Path, *, alpha: float = 0.05) -
             for c in cells.values():
                 keys = [(uid, lab) for uid in c["units"]]
                 a, b = _pairs(recs_a, recs_b, keys, metric)
-                cell_changes.append(_cell_change(c, lab, metric, a, b, alpha))
+                cell_changes.append(_cell_change(c, lab, metric, a, b, alpha, cmp.higher))
                 all_d.append(b - a)
             cmp.changes.extend(cell_changes)
-            cmp.summary.append(_summarize(lab, metric, cell_changes,
+            cmp.summary.append(_summarize(lab, metric, cell_changes, cmp.higher,
                                           np.concatenate(all_d), alpha))
     return cmp
 
 
-def _summarize(label: str, metric: str, changes: list[Change], d: np.ndarray,
+def _summarize(label: str, metric: str, changes: list[Change], higher: frozenset,
+               d: np.ndarray,
                alpha: float) -> MethodSummary:
     p = float("nan")
     if d.size >= MIN_PAIRS and np.any(d != 0):
@@ -350,7 +355,8 @@ def _summarize(label: str, metric: str, changes: list[Change], d: np.ndarray,
     return MethodSummary(
         method=label, metric=metric, pairs=int(d.size),
         median_delta=float(np.median(d)) if d.size else float("nan"), p=p,
-        verdict=_verdict(d, p, metric, alpha, center=np.median), counts=counts,
+        verdict=_verdict(d, p, metric, alpha, center=np.median, higher=higher),
+        counts=counts,
         significant_fdr=fdr,
     )
 
@@ -375,7 +381,7 @@ def _cells(factors: dict) -> str:
 
 def _tables(cmp: Comparison) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, head, rows) of every table of the report."""
-    direction = {m: "higher is better" if m in HIGHER_IS_BETTER else "lower is better"
+    direction = {m: "higher is better" if m in cmp.higher else "lower is better"
                  for m in cmp.metrics}
     head = ["method", "metric", "pairs", "median Δ (B-A)", "Wilcoxon p", "overall",
             "cells better", "cells worse", "no sig. change", "identical", "n/a",
@@ -467,6 +473,7 @@ def _to_json(cmp: Comparison) -> dict:
 
     d = asdict(cmp)
     d["run_a"], d["run_b"] = str(cmp.run_a), str(cmp.run_b)
+    d["higher"] = sorted(cmp.higher)
     return clean(d)
 
 
