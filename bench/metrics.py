@@ -1,4 +1,4 @@
-"""Scoring metrics (DESIGN.md "Metrics").
+"""Scoring metrics (docs/architecture.md "Metrics").
 
 All functions take true values first, estimates second, ignore samples where the
 estimate is NaN (reporting the NaN share separately) and return floats.

@@ -1,4 +1,4 @@
-"""The data types every package exchanges (one place, DESIGN.md "Data types").
+"""The data types every package exchanges (one place, docs/architecture.md "Data types").
 
 ``estimators`` never imports ``plants`` and vice versa: they meet here.
 """

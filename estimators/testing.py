@@ -13,7 +13,7 @@ or, one pytest case per check::
         check()
 
 The data come from a closed-form impedance (:func:`make_impedance_data`), never from
-``plants`` (estimators must not import plants, DESIGN.md "Layout"):
+``plants`` (estimators must not import plants, docs/architecture.md "Layout"):
 
     y(t) = I u''(t) + B(t) u'(t) + K(t) u(t)        (004:Eq.4, with the position u as input)
 
@@ -271,7 +271,7 @@ def _poisoned(view: Realizations) -> Realizations:
 
 
 def check_experimenter_view_only(estimator: Estimator) -> None:
-    """The estimate depends only on what an experimenter has (DESIGN.md "Scenario").
+    """The estimate depends only on what an experimenter has (docs/architecture.md "Scenario").
 
     The runner hands an estimator :meth:`~bench.types.Realizations.experimenter_view`:
     ``u``, ``y``, ``fs``, the schedule if the method declares ``needs_schedule``, and

@@ -1,4 +1,4 @@
-"""``estimators`` never imports ``plants`` (DESIGN.md "Layout"): every estimator and
+"""``estimators`` never imports ``plants`` (docs/architecture.md "Layout"): every estimator and
 calibrator must work on rig or third-party data, so the two meet only in ``bench``.
 
 ``tests/test_layering.py`` checks the import statements of the source tree; this test checks
