@@ -185,6 +185,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from bench.params import describe
+    from bench.references import humanize
 
     kinds = registry.BACKEND_KINDS if args.kind is None else (args.kind,)
     for kind in kinds:
@@ -198,10 +199,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 print(f"  {name}  [{e.target}]  not available: {e.error}")
                 continue
             doc = (e.obj.__doc__ or "").strip().splitlines()
-            print(f"  {name}  [{e.target}]" + (f"  {doc[0]}" if doc else ""))
+            print(f"  {name}  [{e.target}]" + (f"  {humanize(doc[0])}" if doc else ""))
             for pname, default, cons, meaning in describe(e.obj):
                 print(f"      {pname} = {default!r}  ({cons or 'any'})"
-                      + (f"  {meaning}" if meaning else ""))
+                      + (f"  {humanize(meaning)}" if meaning else ""))
     return 0
 
 

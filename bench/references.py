@@ -8,9 +8,10 @@ papers it cited (:meth:`bench.reportkit.Report.cite`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-__all__ = ["REFERENCES", "Reference", "reference_lines"]
+__all__ = ["REFERENCES", "Reference", "humanize", "keys_in", "reference_lines"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,28 @@ REFERENCES: dict[str, Reference] = {
 def reference_lines(keys: list[str]) -> list[str]:
     """``"key: full reference"`` for each known key, in the order given."""
     return [f"**{k}**: {REFERENCES[k].text}" for k in keys if k in REFERENCES]
+
+
+#: The internal numbers of the source papers (``seeds/``) and the key each stands for.
+_LABELS = {"000": "Torque-stiffness EMG model study", "001": "Hambly et al.",
+           "002": "Sanderink et al.", "003": "Hambly et al.", "004": "Kraaijevanger 2018"}
+_LABEL = re.compile(r"(?<![\w.])(?:seed |paper )?(00[0-4])(?![\w.])(:Eq\.)?")
+_ISSUE = re.compile(r"\s*\((?:see )?issues? \d+(?:[,-] ?\d+)*(?: item \d+)?\)", re.I)
+
+
+def humanize(text: str) -> str:
+    """User text with the papers named by their keys instead of internal numbers
+    (``004 Table III`` -> ``Kraaijevanger 2018 Table III``, ``000:Eq.8`` -> ``Eq.8 of the
+    Torque-stiffness EMG model study``) and without internal issue labels."""
+    def repl(m: re.Match) -> str:
+        key = _LABELS[m.group(1)]
+        return f"{key}, Eq." if m.group(2) else key
+
+    return _LABEL.sub(repl, _ISSUE.sub("", text))
+
+
+def keys_in(text: str) -> list[str]:
+    """The reference keys a text cites (after :func:`humanize`), in order of appearance."""
+    text = humanize(text)
+    found = [(text.find(k), k) for k in REFERENCES if k in text]
+    return [k for _, k in sorted(found)]

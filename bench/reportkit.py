@@ -3,7 +3,9 @@
 A layout adds headings, paragraphs, tables, figures and notes to a :class:`Report` once;
 :meth:`Report.write` writes ``report.md`` (figures as PNG files under ``figures/``) and
 ``report.html`` (figures embedded), both atomically, and ends both with the references of
-the sources the report cited (:data:`bench.references.REFERENCES`).
+the sources the report names (:data:`bench.references.REFERENCES`: every key its text
+contains, after internal paper numbers are replaced by keys with
+:func:`bench.references.humanize`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from bench import store
 from bench.htmlkit import html_table, png_img
+from bench.references import humanize
 
 __all__ = ["CSS", "Report", "fmt", "md_table"]
 
@@ -87,6 +90,7 @@ class Report:
                 self._cited.append(k)
 
     def heading(self, text: str, level: int = 2) -> None:
+        text = humanize(text)
         self._md += [f"{'#' * level} {text}", ""]
         self._html.append(f"<h{level}>{_inline_html(text)}</h{level}>")
 
@@ -94,6 +98,7 @@ class Report:
         """A paragraph; ``**bold**`` and ```code``` render in both formats."""
         if not text:
             return
+        text = humanize(text)
         self._md += [text, ""]
         cls = f" class='{css}'" if css else ""
         self._html.append(f"<p{cls}>{_inline_html(text)}</p>")
@@ -101,6 +106,7 @@ class Report:
     def bullets(self, items: list[str], *, ordered: bool = False) -> None:
         if not items:
             return
+        items = [humanize(t) for t in items]
         self._md += [f"{i + 1}. {t}" if ordered else f"- {t}" for i, t in enumerate(items)]
         self._md.append("")
         tag = "ol" if ordered else "ul"
@@ -112,6 +118,7 @@ class Report:
               collapsed: str | None = None) -> None:
         """A table; in ``bold_rows`` the ``bold_col`` cell is bold in Markdown (the whole row
         in HTML); ``collapsed`` puts it in a closed ``<details>`` with that summary (HTML)."""
+        head = [humanize(h) for h in head]
         md_rows = [[f"**{c}**" if i in bold_rows and j == bold_col and c else c
                     for j, c in enumerate(row)] for i, row in enumerate(rows)]
         self._md += [md_table(head, md_rows), ""]
@@ -130,13 +137,15 @@ class Report:
 
     def write(self, out: Path) -> dict[str, Path]:
         """Write ``report.md``, ``report.html`` and the figures into ``out``."""
-        from bench.references import reference_lines
+        from bench.references import keys_in, reference_lines
 
         out = Path(out)
         paths: dict[str, Path] = {}
         for name, png in self._figures.items():
             paths[f"figure_{name}"] = out / "figures" / f"{name}.png"
             store.atomic_write_bytes(paths[f"figure_{name}"], png)
+        for key in keys_in("\n".join(self._md)):  # every paper the text names is cited
+            self.cite(key)
         refs = reference_lines(self._cited)
         md = [f"# {self.title}", ""]
         if self.warning:

@@ -529,8 +529,6 @@ class TableLayout(Layout):
         notes = _Notes()
         blocks = build_blocks(plan, records, notes, support)
         rep = Report(f"impbench report: {plan['name']}", partial_warning(plan, records))
-        if ref:
-            rep.cite(ref["source"].split(" Table")[0].split(" Fig")[0])
         rep.para(plan.get("description", ""))
         rep.para(f"Plant `{plan['plant']['name']}` with {json.dumps(plan['plant']['params'])}; "
                  f"grid {', '.join(f'{k} {v}' for k, v in plan['grid'].items())}; seeds "
