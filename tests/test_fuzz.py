@@ -47,7 +47,7 @@ NO_LINE = ("not UTF-8 text", "file is larger than", "no such file", "is a direct
            "cannot read")
 EVIL = "/tmp/impbench-fuzz-evil"
 
-FAST = settings(max_examples=25, deadline=None, derandomize=True, database=None,
+FAST = settings(max_examples=20, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck), print_blob=True)
 SLOW = settings(FAST, max_examples=400)
 
@@ -416,7 +416,7 @@ def _record_test(sandbox: Path, config: settings) -> None:
 
 
 def test_mutated_record_is_estimated_or_refused_in_one_line(sandbox):
-    _record_test(sandbox, settings(FAST, max_examples=100))
+    _record_test(sandbox, settings(FAST, max_examples=80))
 
 
 @pytest.mark.slow

@@ -237,7 +237,7 @@ def test_reference_value_beyond_int64_is_a_number_not_a_crash(work, capsys):
     path = _write(work, "ref.yaml",
                   QUICKSTART.replace("{eIRF: 117.7, SDS: 23.6}", "{eIRF: " + "9" * 30 +
                                      ", SDS: 23.6}"))
-    rc, out, err = _run(capsys, "validate", path)
+    rc, _, err = _run(capsys, "validate", path)
     assert rc == 0 and "Traceback" not in err, err
     path = _write(work, "ref2.yaml",
                   QUICKSTART.replace("{eIRF: 117.7, SDS: 23.6}", "{eIRF: " + "9" * 400 +
