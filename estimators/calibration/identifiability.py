@@ -122,7 +122,9 @@ def identifiability_from(
     names : list of str, length n
     units : list of str, optional
     n_fit : int, optional
-        Number of data (fit) rows for the residual variance; default all m rows.
+        The first ``n_fit`` rows are data (fit) rows, the rest penalty rows; default all m.
+        Fit rows that are zero with a zero derivative (a term weighted by 0) do not count
+        as data in the residual variance.
     top : int
         Number of most correlated pairs reported.
     se_limit : float
@@ -163,6 +165,9 @@ def identifiability_from(
         s_floor = np.maximum(s, _FLOOR * s_max)
         cond = s_max / float(s_floor[-1])
     nf = m if n_fit is None else int(n_fit)
+    # data rows: fit rows that are not identically zero (a term weighted by 0 adds rows of
+    # zeros, e.g. the stiffness rows of a torque-only calibration)
+    nf = int(np.sum((r[:nf] != 0) | np.any(J[:nf] != 0, axis=1)))
     dof = max(nf - n, 1)
     sigma2 = float(r @ r) / dof
     cov = (Vt.T / s_floor**2) @ Vt * sigma2  # C_u = sigma^2 (J_u^T J_u)^-1
