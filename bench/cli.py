@@ -356,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "recorded rig session")
     p.add_argument("dir", metavar="DIR", help="run directory, or a directory/file holding a "
                                               "recorded rig session dataset")
-    p.add_argument("--out", help="rig sessions: report folder (default: runs/<session name>)")
+    p.add_argument("--out", help="rig sessions: report folder (default: the dataset's folder, "
+                                 "runs/<session name>/ for sessions recorded by rig record)")
     p.add_argument("--method", help="rig sessions: estimator (default sds)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="rig sessions: estimator hyper-parameter (repeatable)")

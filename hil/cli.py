@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("record", help="record a session file on a rig")
     p.add_argument("session", help="session YAML (e.g. scenarios/rig-session.yaml)")
     p.add_argument("--port", required=True, help="serial port, pty path or pyserial URL")
-    p.add_argument("--out", help="output stem (default: next to the session file, its name)")
+    p.add_argument("--out", help="output stem (default: runs/<session name>/<session name>)")
     p.add_argument("--baud", type=int, default=1_000_000)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_record)
@@ -148,9 +148,15 @@ def cmd_record(args: argparse.Namespace) -> int:
     from bench.errors import ScenarioError
     from hil.link import LinkError
     from hil.session import SessionError, record
+    from hil.session_spec import load_session
 
     try:
-        ds = record(args.session, args.port, out=args.out, baudrate=args.baud,
+        out = args.out
+        if out is None:  # outputs go under runs/, never next to the shipped session files
+            name = load_session(args.session).name
+            out = Path("runs") / name / name
+            out.parent.mkdir(parents=True, exist_ok=True)
+        ds = record(args.session, args.port, out=out, baudrate=args.baud,
                     progress=not args.quiet and sys.stderr.isatty())
     except ScenarioError as exc:
         _print_error(exc)
@@ -303,7 +309,7 @@ def handle_report(args: argparse.Namespace) -> int | None:
         return None
     truth = getattr(args, "truth", "auto")
     written = write_session_reports(
-        args.dir, method=getattr(args, "method", None) or "sds",
+        args.dir, out=getattr(args, "out", None), method=getattr(args, "method", None) or "sds",
         params=getattr(args, "param_dict", None) or {},
         decimate_by=getattr(args, "decimate", None),
         truth=None if truth == "none" else truth,
