@@ -12,6 +12,11 @@ or, one pytest case per check::
     def test_shipped(name, check):
         check()
 
+Among the checks, :func:`check_experimenter_view_only` holds every backend to the data an
+experimenter has (``Realizations.experimenter_view``: u, y, fs, the declared schedule and the
+contiguity flag): its estimate must not change when the data also carry a false truth and plant
+parameters.
+
 The data come from a closed-form impedance (:func:`make_impedance_data`), never from
 ``plants`` (estimators must not import plants, docs/architecture.md "Layout"):
 
@@ -109,7 +114,8 @@ def make_impedance_data(
     Realizations
         ``u`` (rad) and ``y`` (Nm) of shape (R, N), ``truth`` with ``K`` and ``B`` of shape
         (N,) and ``I``, ``schedule`` = the true stiffness trajectory repeated per realization
-        (a perfect scheduling variable), ``meta`` with the generator settings.
+        (a perfect scheduling variable), ``meta`` with ``contiguous=True`` (the rows are
+        consecutive periods of one record) and the generator settings.
     """
     R, N = int(R), int(N)
     if R < 1:

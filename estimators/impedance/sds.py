@@ -95,9 +95,13 @@ class SDS(Estimator):
 
     def _stats(
         self, u: np.ndarray, y: np.ndarray, lags: np.ndarray, contiguous: bool,
-        weights: np.ndarray | None = None,
+        weights: np.ndarray | None = None, flat: _core.EnsembleStats | None = None,
     ) -> _core.EnsembleStats:
-        """Segment sums of 004:Eq.23 per step (``weights``: per-realization fold mask)."""
+        """Segment sums of 004:Eq.23 per step (``weights``: per-realization fold mask).
+
+        ``flat``: the whole record's per-sample sums (contiguous mode), computed once by the
+        caller and shared by the folds (a fold masks its realizations' samples).
+        """
         R, N = u.shape
         if not contiguous:
             ref = _core.ensemble_statistics(u, y, lags, contiguous=False)
@@ -105,12 +109,14 @@ class SDS(Estimator):
                 u, y, lags, contiguous=False, weights=weights)
             return _core.window_sum(st, self.window, reference=ref)
         # segments may cross realization borders: window over the whole record ...
-        uf, yf = u.reshape(1, -1), y.reshape(1, -1)
-        ref = _core.ensemble_statistics(uf, yf, lags, contiguous=False)
-        st = ref if weights is None else _core.ensemble_statistics(
-            uf, yf, lags, contiguous=False,
-            weights=np.repeat(np.asarray(weights, dtype=float), N)[None, :])
-        seg = _core.window_sum(st, self.window, reference=ref)
+        if flat is None:
+            flat = _core.ensemble_statistics(u.reshape(1, -1), y.reshape(1, -1), lags)
+        st = flat
+        if weights is not None:
+            w = np.repeat(np.asarray(weights, dtype=float), N)
+            st = _core.EnsembleStats(flat.Sxx * w[:, None, None], flat.Sxy * w[:, None],
+                                     flat.Syy * w, flat.n * w, lags)
+        seg = _core.window_sum(st, self.window, reference=flat)
         # ... then fold the record back onto the period and sum over realizations (Eq.23)
         return _core.EnsembleStats(
             seg.Sxx.reshape(R, N, *seg.Sxx.shape[1:]).sum(0),
@@ -130,7 +136,9 @@ class SDS(Estimator):
         lags = _core.lag_vector(self.n_lags)
         u = _core.remove_mean(data.u, "ensemble")
         y = _core.remove_mean(data.y, "ensemble")
-        stats = self._stats(u, y, lags, contiguous)
+        flat = (_core.ensemble_statistics(u.reshape(1, -1), y.reshape(1, -1), lags)
+                if contiguous else None)
+        stats = self._stats(u, y, lags, contiguous, flat=flat)
         rcond, scores = self.rcond, {}
         if rcond == "cv":
             if data.R < self.n_folds:
@@ -142,7 +150,7 @@ class SDS(Estimator):
             folds = np.arange(data.R) % self.n_folds
             fold_stats = [
                 _core.project_stats(
-                    self._stats(u, y, lags, contiguous, (folds == k).astype(float)), V)
+                    self._stats(u, y, lags, contiguous, (folds == k).astype(float), flat), V)
                 for k in range(self.n_folds)
             ]
             rcond, scores = _core.select_rcond(
