@@ -35,7 +35,7 @@ from pydantic import Field, StrictInt, StrictStr
 from bench import store
 from bench.layout import Layout, LayoutContext, StrictModel
 from bench.layouts.calibration import med_iqr
-from bench.layouts.table import _runtime_rows, _tidy_rows, partial_warning
+from bench.layouts.table import add_runtime_and_records, partial_warning
 from bench.reportkit import Report, fmt
 from bench.yamlfile import Collector
 
@@ -162,12 +162,7 @@ class AnkleTable1Layout(Layout):
                         and (sr is None or r["factors"].get("stiffness_reference") == sr)]
                 if recs:
                     self._tables(rep, out, plan, recs, m, sr, acc, ref)
-        rep.heading("Runtime")
-        rep.table(["method", "backend", "ok", "failed", "unavailable", "median wall [s]",
-                   "max peak mem [MiB]"], _runtime_rows(plan, records))
-        head, rows = _tidy_rows(plan, records)
-        rep.heading("Appendix: all records")
-        rep.table(head, rows, collapsed=f"All records ({len(rows)})")
+        add_runtime_and_records(rep, plan, records)
         return rep.write(out)
 
     @staticmethod

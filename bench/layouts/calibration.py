@@ -1,15 +1,20 @@
 """The default report of calibration scenarios: fits, parameters, identifiability.
 
 Layout ``calibration``. For every method: each scenario metric as median [IQR] over all
-records; the primary metric per cell (the ``table`` layout's blocks: one factor at a time
-around the baseline); the calibrated parameters of one unit beside their initial values,
-bounds and (synthetic plants) true values; the identifiability of that solution (condition
-number of the scaled Jacobian, the most correlated parameter pairs, standard errors); how
-many calibrations stopped at their budget; runtime and every record.
+records; how many calibrations stopped at their budget and how far from their stop
+criterion; warnings (negative modelled joint stiffness, optimizer warnings); what the plant
+did to the data (resampling, clipping, delays: the data notes); the held-out fit of one unit
+per window and DoF (RMSE in Nm, nRMSE over the trial and over the window, r2) with a
+figure of the held-out torque; the primary metric per cell (the ``table`` layout's blocks:
+one factor at a time around the baseline); the calibrated parameters of one unit beside
+their initial values, bounds and (synthetic plants) true values; the identifiability of
+that solution (condition number of the scaled Jacobian, the most correlated parameter
+pairs, standard errors); runtime and every record.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -22,8 +27,7 @@ from bench.layouts.table import (
     _check_options,
     _Notes,
     _Options,
-    _runtime_rows,
-    _tidy_rows,
+    add_runtime_and_records,
     build_blocks,
     partial_warning,
 )
@@ -120,6 +124,17 @@ class CalibrationLayout(Layout):
             if warned:
                 rep.para(f"{m['label']}: {len(warned)} calibration(s) warned, e.g. "
                          f"\"{warned[0]['info']['warning']}\"", css="warn")
+            self._budget(rep, m, records)
+            neg = [r for r in records if r["method_key"] == m["key"]
+                   and r.get("info", {}).get("negative_stiffness")]
+            if neg:
+                rep.para(f"{m['label']}: in {len(neg)} calibration(s) the "
+                         f"{neg[0]['info']['negative_stiffness']} (e.g. seed {neg[0]['seed']})."
+                         " A negative joint stiffness is unphysical for a passive joint: check "
+                         "the moment-arm derivatives (dr/dtheta) and the tendon model.",
+                         css="warn")
+        self._data_notes(rep, records)
+        self._held_out(rep, out, plan, records)
         if plan["grid"]:
             notes = _Notes()
             metric = metrics[0]
@@ -138,13 +153,73 @@ class CalibrationLayout(Layout):
             if notes.items:
                 rep.bullets(notes.items, ordered=True)
         self._parameters(rep, out, plan, records)
-        rep.heading("Runtime")
-        rep.table(["method", "backend", "ok", "failed", "unavailable", "median wall [s]",
-                   "max peak mem [MiB]"], _runtime_rows(plan, records))
-        head, rows = _tidy_rows(plan, records)
-        rep.heading("Appendix: all records")
-        rep.table(head, rows, collapsed=f"All records ({len(rows)})")
+        add_runtime_and_records(rep, plan, records)
         return rep.write(out)
+
+    @staticmethod
+    def _budget(rep: Report, m: dict, records: list[dict]) -> None:
+        """Calibrations that stopped at their budget, with their distance from the stop
+        criterion where the method reports it."""
+        stopped = [r for r in records if r["method_key"] == m["key"] and r["status"] == "ok"
+                   and r.get("metrics", {}).get("converged") == 0.0]
+        if not stopped:
+            return
+        info = stopped[0].get("info", {})
+        text = (f"{m['label']}: {len(stopped)} calibration(s) stopped at their budget before "
+                "meeting their stop criterion")
+        if "stop_measure" in info and info.get("stop_eps"):
+            text += (f"; e.g. seed {stopped[0]['seed']}: change measure "
+                     f"{fmt(info['stop_measure'])} against eps = {fmt(info['stop_eps'])} "
+                     f"({fmt(info['stop_measure'] / info['stop_eps'])} x)")
+        elif "warning" not in info:
+            text += "; the method reports no distance from its criterion"
+        rep.para(text + ". Its solution may still improve with a larger budget.", css="warn")
+
+    @staticmethod
+    def _data_notes(rep: Report, records: list[dict]) -> None:
+        notes = next((r["info"]["data_notes"] for r in records
+                      if r.get("info", {}).get("data_notes")), None)
+        if not notes:
+            return
+        rep.heading("Data")
+        rep.para("What was done to the recorded data before calibration (every conversion, "
+                 "resampling, clipping and delay):")
+        rep.bullets([str(n) for n in notes])
+
+    @staticmethod
+    def _held_out(rep: Report, out: Path, plan: dict, records: list[dict]) -> None:
+        """Per held-out window and DoF: RMSE, nRMSE over the trial and the window, r2 (the
+        first unit's record of each method), and the held-out torque traces."""
+        first_unit = {u["unit_id"]: i for i, u in enumerate(plan["units"])}
+        rows, traces = [], []
+        for m in plan["methods"]:
+            recs = sorted((r for r in records if r["method_key"] == m["key"]
+                           and r["status"] == "ok" and r.get("info", {}).get("held_out_scores")),
+                          key=lambda r: first_unit.get(r["unit_id"], 0))
+            if not recs:
+                continue
+            r = recs[0]
+            for row in r["info"]["held_out_scores"]:
+                rows.append([m["label"], str(row["window"]), str(row["dof"]),
+                             fmt(row.get("rmse")), fmt(row.get("nrmse_trial")),
+                             fmt(row.get("nrmse")), fmt(row.get("r2"))])
+            if r.get("arrays") and (out / r["arrays"]).is_file():
+                arr = store.load_arrays(out / r["arrays"])
+                if "held_torque_0" in arr:
+                    traces.append((m["label"], arr))
+        if not rows:
+            return
+        rep.heading("Held-out fit per window and DoF")
+        rep.para("Whole held-out windows, first unit of each method. Read the RMSE (Nm) and "
+                 "nRMSE (trial) = RMSE / RMS of the reference torque over the window's whole "
+                 "trial; nRMSE (window) divides by the window's own RMS and explodes where the "
+                 "reference torque is near zero (e.g. the swing phase of gait).")
+        rep.table(["method", "window", "DoF", "RMSE [Nm]", "nRMSE (trial)", "nRMSE (window)",
+                   "r2"], rows)
+        if traces:
+            rep.figure("held_out_torque", _torque_png(traces),
+                       "held-out torque: reference (grey) and calibrated models")
+
 
     @staticmethod
     def _parameters(rep: Report, out: Path, plan: dict, records: list[dict]) -> None:
@@ -178,3 +253,27 @@ class CalibrationLayout(Layout):
                          f"{len(rows)}; {len(poor)} poorly determined "
                          "(standard error above 10 % of the permitted range)"
                          + (f"; most correlated pairs: {txt}" if txt else "") + ".")
+
+
+def _torque_png(traces: list[tuple[str, dict]]) -> bytes:
+    """The first held-out window's torque, reference and each method's model (per DoF)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ref = np.asarray(traces[0][1]["held_torque_ref_0"], dtype=float)
+    D = ref.shape[1]
+    fig = Figure(figsize=(6.0, 2.4 * D), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(D, 1, squeeze=False)[:, 0]
+    x = np.arange(ref.shape[0])
+    for j, ax in enumerate(axes):
+        ax.plot(x, ref[:, j], color="0.6", lw=3, label="reference")
+        for label, arr in traces:
+            ax.plot(x, np.asarray(arr["held_torque_0"], dtype=float)[:, j], lw=1, label=label)
+        names = traces[0][1].get("dofs")
+        ax.set_ylabel(f"{names[j] if names is not None else j} [Nm]", fontsize=8)
+    axes[-1].set_xlabel("sample of the held-out window", fontsize=8)
+    axes[0].legend(fontsize=7)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return buf.getvalue()

@@ -45,7 +45,8 @@ from bench.reportkit import Report, fmt
 from bench.scenario import canonical_json
 from bench.yamlfile import Collector
 
-__all__ = ["Block", "TableLayout", "build_blocks", "common_support_metric"]
+__all__ = ["Block", "TableLayout", "add_runtime_and_records", "build_blocks",
+           "common_support_metric"]
 
 #: Metrics computed from K that can be rescored on a common support.
 _K_METRICS = ("stiffness_error", "rmse", "nrmse", "r2", "vaf")
@@ -593,9 +594,6 @@ class TableLayout(Layout):
             rep.para("One marker per method and cell (log axes); the solid line is equality, "
                      f"the dotted line {100 * WORSE_BY:.0f} % worse.")
             rep.figure("ours_vs_reference", png, "ours vs reference")
-        rep.heading("Runtime")
-        rep.table(["method", "backend", "ok", "failed", "unavailable", "median wall [s]",
-                   "max peak mem [MiB]"], _runtime_rows(plan, records))
         k_png = plot_k_tracks(out, plan, records) if plan.get("task", "impedance") == (
             "impedance") else None
         if k_png is not None:
@@ -608,15 +606,23 @@ class TableLayout(Layout):
             for name, data in extra.items():
                 rep.figure(f"plant_{name}", data, name)
             rep.para(extra_note)
-        head, rows = _tidy_rows(plan, records)
-        rep.heading("Appendix: all records")
-        rep.table(head, rows, collapsed=f"All records ({len(rows)})")
+        add_runtime_and_records(rep, plan, records)
         paths = rep.write(out)
         if "figure_baseline_K" in paths:
             paths["figure"] = paths["figure_baseline_K"]
         for name in extra:
             paths[f"plant_{name}"] = paths[f"figure_plant_{name}"]
         return paths
+
+
+def add_runtime_and_records(rep: Report, plan: dict, records: list[dict]) -> None:
+    """The sections every layout ends with: runtime per method and all records."""
+    rep.heading("Runtime")
+    rep.table(["method", "backend", "ok", "failed", "unavailable", "median wall [s]",
+               "max peak mem [MiB]"], _runtime_rows(plan, records))
+    head, rows = _tidy_rows(plan, records)
+    rep.heading("Appendix: all records")
+    rep.table(head, rows, collapsed=f"All records ({len(rows)})")
 
 
 def _runtime_rows(plan: dict, records: list[dict]) -> list[list[str]]:
