@@ -153,9 +153,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     try:
         out = args.out
         if out is None:  # outputs go under runs/, never next to the shipped session files
-            name = load_session(args.session).name
-            out = Path("runs") / name / name
-            out.parent.mkdir(parents=True, exist_ok=True)
+            name = load_session(args.session).name  # a checked path component
+            out = Path("runs") / name / name  # the folder is made once the rig answers
         ds = record(args.session, args.port, out=out, baudrate=args.baud,
                     progress=not args.quiet and sys.stderr.isatty())
     except ScenarioError as exc:

@@ -171,7 +171,9 @@ def record(
     port : str
         pyserial URL of the rig (port, pty path, ``socket://``).
     out : path, optional
-        Output stem; default ``<spec dir>/<name>`` -> ``.rawlog``, ``.npz``, ``.json``.
+        Output stem; default ``<spec dir>/<name>`` -> ``.rawlog``, ``.npz``, ``.json``. Its
+        folder is created when the rig has answered the handshake (``impbench rig record``
+        passes ``runs/<name>/<name>``).
     progress : bool
         Show a rich progress bar (sample rate, gaps, faults).
     reconnect_timeout : float
@@ -199,11 +201,11 @@ def record(
     # The default output is <spec dir>/<name>: the name is a checked path component, so the
     # files stay in the session file's folder; --out is the user's own choice.
     out = Path(out) if out is not None else Path(spec_path).with_name(spec.name)
-    if not out.parent.is_dir():
-        raise SessionError(f"output folder {str(out.parent)!r} does not exist")
-    # Deferred: nothing is created until the rig has answered the handshake (a wrong port or
-    # a rig that refuses the session leaves no file behind; a retry is not blocked by it).
-    log = RawLog(out.with_suffix(".rawlog"), deferred=True)
+    _check_output_folder(out.parent)
+    # Deferred: nothing is created (the output folder neither) until the rig has answered the
+    # handshake, so a wrong port or a rig that refuses the session leaves nothing behind and
+    # a retry is not blocked by it.
+    log = RawLog(out.with_suffix(".rawlog"), deferred=True, make_parent=True)
     spec_dict = spec.model_dump(mode="json")
     log.meta({"kind": "session", "spec": spec_dict, "spec_path": str(spec_path),
               "spec_dir": str(Path(spec_path).parent.resolve()), "rig_path": res.rig_path,
@@ -233,6 +235,20 @@ def record(
     })
     ds.save(out)
     return ds
+
+
+def _check_output_folder(folder: Path) -> None:
+    """Refuse, before any port is opened, an output folder that cannot be made: its nearest
+    existing ancestor must be a writable directory."""
+    p = folder
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise SessionError(f"cannot write the session under {str(folder)!r}: {str(p)!r} is "
+                           "not a directory")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise SessionError(f"cannot write the session under {str(folder)!r}: {str(p)!r} is "
+                           "not writable")
 
 
 def _handshake(link: Link, res: ResolvedSession, keep: Callable) -> Hello:

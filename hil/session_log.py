@@ -54,6 +54,8 @@ class RawLog:
         Flush + fsync interval, s.
     deferred : bool
         Keep records in memory until :meth:`start`.
+    make_parent : bool
+        :meth:`start` creates the log's folder (and its parents) when missing.
 
     Raises
     ------
@@ -62,9 +64,10 @@ class RawLog:
     """
 
     def __init__(self, path: str | os.PathLike, *, sync_s: float = LOG_SYNC_S,
-                 deferred: bool = False) -> None:
+                 deferred: bool = False, make_parent: bool = False) -> None:
         self.path = Path(path)
         self.sync_s = sync_s
+        self.make_parent = make_parent
         self._lock = threading.Lock()
         self._f: Any = None
         self._pending: list[bytes] | None = []
@@ -91,6 +94,8 @@ class RawLog:
         with self._lock:
             if self._f is not None or self._pending is None:
                 return
+            if self.make_parent:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 f = open(self.path, "xb")
             except FileExistsError:

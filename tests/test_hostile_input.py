@@ -370,11 +370,20 @@ def test_failed_start_leaves_nothing_behind(work, capsys):
             assert sorted(os.listdir(work)) == ["s.yaml", "wide.yaml"]
 
 
-def test_record_to_a_missing_folder_fails_before_the_port(work, capsys):
+def test_default_output_folder_appears_only_once_the_rig_answers(work, capsys):
+    # impbench rig record writes under runs/<name>/ of the working directory: a wrong port
+    # leaves no empty folder there either.
+    path = _write(work, "s.yaml", SESSION)
+    rc, _, err = _run(capsys, "rig", "record", path, "--port", work / "ttyNOPE")
+    assert rc == 1 and "cannot open" in err
+    assert os.listdir(".") == []
+
+
+def test_record_under_a_file_fails_before_the_port(work, capsys):
     path = _write(work, "s.yaml", SESSION)
     rc, _, err = _run(capsys, "rig", "record", path, "--port", "loop://",
-                      "--out", work / "nowhere" / "x")
-    assert rc == 1 and "does not exist" in err
+                      "--out", work / "s.yaml" / "x")
+    assert rc == 1 and "is not a directory" in err
     assert os.listdir(work) == ["s.yaml"]
 
 
