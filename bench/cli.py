@@ -66,12 +66,18 @@ def _hook(command: str, *args: Any) -> Any:
     return None
 
 
+#: Most issues printed for one file (the count of the rest follows).
+MAX_ISSUES_SHOWN = 50
+
+
 def _print_issues(exc: ScenarioError) -> None:
     issues = getattr(exc, "issues", None)
     if issues:
-        for issue in issues:
+        for issue in issues[:MAX_ISSUES_SHOWN]:
             print(issue, file=sys.stderr)
         n = len(issues)
+        if n > MAX_ISSUES_SHOWN:
+            print(f"... and {n - MAX_ISSUES_SHOWN} more of the same kind", file=sys.stderr)
         print(f"{n} error{'s' if n != 1 else ''}; nothing was run.", file=sys.stderr)
     else:
         print(f"error: {exc}", file=sys.stderr)
@@ -86,15 +92,18 @@ def _is_scenario(path: Path) -> bool:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from bench.scenario import load_scenario
+    from bench.yamlfile import read_yaml
 
     status = 0
     for file in args.files:
         try:
+            read_yaml(file)  # encoding, size and syntax answered before any heavy import
             own = _hook("validate", Path(file))  # a rig session file, validated by hil
             if own is not None:
                 print(own)
                 continue
+            from bench.scenario import load_scenario
+
             sc = load_scenario(file)
         except ScenarioError as exc:
             _print_issues(exc)
@@ -207,17 +216,24 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _parse_params(items: Sequence[str]) -> dict:
-    import yaml
+    from bench.yamlfile import parse_yaml
 
     params = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise _UserError(f"--param expects KEY=VALUE; got {item!r}")
-        try:
-            params[key.strip()] = yaml.safe_load(value) if len(value) < 10_000 else value
-        except yaml.YAMLError:
-            raise _UserError(f"--param {key.strip()}: cannot read the value {value!r}") from None
+        if len(value) > 10_000:
+            raise _UserError(f"--param {key.strip()}: the value is longer than 10 000 "
+                             "characters")
+        try:  # the value as a YAML scalar or flow collection, through the hardened reader
+            params[key.strip()] = parse_yaml(value, f"--param {key.strip()}").data
+        except ScenarioError as exc:
+            if "the file is empty" in str(exc):
+                params[key.strip()] = None
+                continue
+            raise _UserError(f"--param {key.strip()}: cannot read the value "
+                             f"{value[:40]!r}") from None
     return params
 
 
