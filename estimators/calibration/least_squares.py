@@ -75,6 +75,7 @@ its own rule and its parameters freeze when it does.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,12 +86,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.base import Calibrator
+from bench.base import Calibrator, Tags
 from bench.errors import DataError
 from bench.params import Interval
 from bench.types import CalibrationResult, MuscleData
-from estimators.calibration._problem import make_problem, result_from
+from estimators.calibration._problem import (
+    WeightedModelLoss,
+    call_compiled,
+    default_space,
+    make_problem,
+    predict,
+    result_from,
+)
 from estimators.calibration.gradient import to_bounded
+from estimators.calibration.identifiability import assess
 from estimators.calibration.objectives import CalibrationSpace, Objective, assemble, row_parts
 
 __all__ = [
@@ -416,6 +425,8 @@ class LeastSquaresCalibrator(Calibrator):
     """
 
     name = "least-squares"
+    tags = Tags(time_varying=False, needs_ensemble=False, needs_jax=True,
+                batch_factors=("alpha", "beta"))
     _parameter_constraints = {
         "restarts": [Interval(int, 1, 4096)],
         "seed": [Interval(int, 0, None)],
@@ -489,3 +500,67 @@ class LeastSquaresCalibrator(Calibrator):
         return result_from(prob, model, data, objective, res.x[best], hist[np.isfinite(hist)],
                            res.wall_time, res.evaluations, info,
                            identifiability=self.diagnostics)
+
+    def calibrate_many(
+        self, model, data: MuscleData, objectives: list[Objective], *,
+        space: CalibrationSpace | None = None,
+    ) -> list[CalibrationResult]:
+        """A whole (alpha, beta) sweep in one solver call.
+
+        000:Eq.8 is linear in alpha and beta, so objectives that differ only in their
+        weights share one residual function with the weights as a batched argument
+        (:class:`~estimators.calibration._problem.WeightedModelLoss`: ``sqrt(alpha)`` times
+        the torque rows, ``sqrt(beta)`` times the stiffness rows): ``len(objectives) x
+        restarts`` starts run through one compiled solver, each stopping on its own rule;
+        each objective's result is its best restart. Objectives that differ in anything
+        else are calibrated one by one.
+        """
+        self._validate()
+        if not objectives:
+            return []
+        first = objectives[0]
+        same = all(dataclasses.replace(o, alpha=first.alpha, beta=first.beta) == first
+                   for o in objectives)
+        if len(objectives) == 1 or not same:
+            return [self.calibrate(model, data, o, space=space) for o in objectives]
+        sp = space if space is not None else default_space(model)
+        fn = WeightedModelLoss(model, sp, first)
+        d = fn.prepare(data, need_stiffness=any(o.beta > 0 for o in objectives))
+        starts = sp.start_points(sp.x0, self.restarts, np.random.default_rng(self.seed))
+        C, R = len(objectives), self.restarts
+        W = np.repeat(np.array([[o.alpha, o.beta] for o in objectives], float), R, axis=0)
+        res = levenberg_marquardt(
+            fn, np.tile(starts, (C, 1)), sp.lower, sp.upper, batch_args=W, data=d,
+            ftol=self.ftol, gtol=self.gtol, max_iterations=self.max_iterations,
+            max_tries=self.max_tries, damping=self.damping,
+            batch_size=self.batch_size or None,
+        )
+        torque = np.asarray(d["torque"])
+        stiff = None if d["stiffness"] is None else np.asarray(d["stiffness"])
+        out = []
+        for c, obj in enumerate(objectives):
+            rows = np.arange(c * R, (c + 1) * R)
+            b = rows[int(np.argmin(np.where(np.isfinite(res.fun[rows]), res.fun[rows],
+                                            np.inf)))]
+            x = np.asarray(res.x[b])
+            w = jnp.asarray([obj.alpha, obj.beta])
+            pred = predict(model, sp, x, data)
+            hist = res.history[:, b]
+            info = {"calibrator": self.name, "restart_losses": res.fun[rows],
+                    "iterations": res.iterations[rows], "status": [res.reasons[i] for i in rows],
+                    "compiled": res.info["compiled"], "sweep_size": C,
+                    "batch_wall_time": res.wall_time, **self.get_params(),
+                    **obj.errors(pred, torque, stiff),
+                    # the weights are arguments: one compiled loss and Jacobian per sweep
+                    "objective": float(call_compiled(fn, jnp.asarray(x), w, d)), "x": x}
+            if self.diagnostics:
+                try:
+                    info["identifiability"] = assess(fn, x, sp, w, d)
+                except DataError as exc:  # a diagnostic must not fail the calibration
+                    info["identifiability"] = {"error": str(exc)}
+            out.append(CalibrationResult(
+                params=sp.to_dict(x), specs=sp.specs, history=hist[np.isfinite(hist)],
+                wall_time=res.wall_time / C,
+                evaluations=int(res.residual_evaluations[rows].sum() + res.jacobians[rows].sum()),
+                predicted={"calibration": pred}, info=info))
+        return out

@@ -193,3 +193,20 @@ def test_non_finite_start_stops_without_steps():
 
 def test_registered_under_its_name():
     assert resolve("calibrators", "least-squares") is LeastSquaresCalibrator
+
+
+def test_weight_sweep_in_one_call_matches_single_calibrations():
+    """calibrate_many runs a sweep that differs only in (alpha, beta) through one solver
+    call; each result equals the calibration with that objective alone."""
+    model, data = ToyModel(BASE), _data()
+    cal = LeastSquaresCalibrator(restarts=2, ftol=1e-6, diagnostics=False)
+    objs = [Objective(1.0, 0.0, penalty="smooth"), Objective(0.4, 0.6, penalty="smooth")]
+    many = cal.calibrate_many(model, data, objs)
+    assert [r.info["sweep_size"] for r in many] == [2, 2]
+    for obj, r in zip(objs, many):
+        one = cal.calibrate(model, data, obj)
+        np.testing.assert_allclose([r.params[k] for k in one.params], list(one.params.values()),
+                                   rtol=1e-7)
+        np.testing.assert_allclose(r.info["objective"], one.info["objective"], rtol=1e-8,
+                                   atol=1e-14)
+    assert "alpha" in LeastSquaresCalibrator.tags.batch_factors
