@@ -241,9 +241,11 @@ class ArmCrLayout(Layout):
             if not rr:
                 continue
             walls = [r["wall"] for r in rr if r["wall"] is not None]
+            ept = np.asarray([r["epoch_time"] for r in rr], dtype=float)
+            ept = ept[np.isfinite(ept)]
             rows.append([lab, str(len(rr)),
                          *(_iqr([r["final"][k] for r in rr]) for k in SCORES),
-                         f"{1e3 * np.nanmedian([r['epoch_time'] for r in rr]):.2f}",
+                         f"{1e3 * np.median(ept):.2f}" if ept.size else "-",
                          f"{np.median(walls):.0f}" if walls else "-"])
         first = [r for r in runs if r["label"] == labels[0]] if labels else []
         if first:

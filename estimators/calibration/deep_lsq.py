@@ -429,7 +429,7 @@ def _run_block(z, state, P0, SC, VD, NORM, mask, const, dyn, method, k, lr, n_ep
 
 
 class DeepMuscleIdentifier(Calibrator):
-    """Gradient identification of bone and muscle parameters (002:Eq.12-14).
+    """Arm identification, deep-muscle forces by least squares (Sanderink et al. Eq.12-14).
 
     Parameters
     ----------

@@ -1,5 +1,14 @@
-"""Synthetic 5-DoF arm with superficial and deep muscles (seed 002's identification problem)."""
+"""Synthetic 5-DoF arm with superficial and deep muscles (Sanderink et al.'s identification
+problem), and the arm as calibration (:mod:`plants.arm.calibration`) and identification
+(:mod:`plants.arm.identification`) plants of the runner."""
 
+from plants.arm.calibration import ArmCalibrationPlant, arm_calibration_data, perturb_params
+from plants.arm.identification import (
+    ArmDynamics,
+    ArmIdentificationModel,
+    ArmIdentificationPlant,
+    identification_truth,
+)
 from plants.arm.muscles import (
     DEEP,
     DEFAULT_MUSCLE_GEOMETRY,
@@ -56,10 +65,15 @@ __all__ = [
     "MUSCLES",
     "SPANS",
     "SUPERFICIAL",
+    "ArmCalibrationPlant",
+    "ArmDynamics",
     "ArmGeometry",
+    "ArmIdentificationModel",
+    "ArmIdentificationPlant",
     "ArmPlant",
     "ArmTrial",
     "MuscleGeometry",
+    "arm_calibration_data",
     "base_inertial_map",
     "base_parameter_map",
     "bias_torques",
@@ -69,6 +83,7 @@ __all__ = [
     "forward_dynamics",
     "ground_truth",
     "identifiable_mask",
+    "identification_truth",
     "inverse_dynamics",
     "joint_limit_torque",
     "kinetic_energy",
@@ -79,6 +94,7 @@ __all__ = [
     "mtu_velocity",
     "nominal_movement",
     "parameter_vector",
+    "perturb_params",
     "potential_energy",
     "regressor",
     "sample_initial_guess",

@@ -226,7 +226,7 @@ def identification_truth(fs: float, base: dict | None = None) -> dict:
 
 
 class ArmIdentificationPlant(Plant):
-    """One arm record with initial guesses and the truth (module docstring).
+    """An arm record with initial guesses and truth for deep-muscle identification.
 
     Parameters
     ----------
