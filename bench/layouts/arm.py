@@ -36,7 +36,7 @@ from pydantic import Field, StrictStr
 
 from bench import store
 from bench.layout import Layout, LayoutContext, StrictModel
-from bench.layouts.table import _runtime_rows, _tidy_rows, partial_warning
+from bench.layouts.table import add_runtime_and_records, partial_warning
 from bench.reportkit import Report
 from bench.yamlfile import Collector
 
@@ -210,12 +210,7 @@ class ArmCrLayout(Layout):
         if failed:
             rep.para(f"{len(failed)} record(s) did not finish, e.g. {failed[0]['label']}: "
                      f"{failed[0].get('reason', '')}", css="warn")
-        rep.heading("Runtime")
-        rep.table(["method", "backend", "ok", "failed", "unavailable", "median wall [s]",
-                   "max peak mem [MiB]"], _runtime_rows(plan, records))
-        head, rows = _tidy_rows(plan, records)
-        rep.heading("Appendix: all records")
-        rep.table(head, rows, collapsed=f"All records ({len(rows)})")
+        add_runtime_and_records(rep, plan, records)
         return rep.write(out)
 
     # ------------------------------------------------------------------ sections

@@ -31,7 +31,7 @@ import numpy as np
 
 from bench import registry, store
 from bench.layout import Layout, LayoutContext, ReferenceBase, StrictModel
-from bench.layouts.table import _runtime_rows, _tidy_rows, partial_warning
+from bench.layouts.table import add_runtime_and_records, partial_warning
 from bench.reportkit import Report
 from bench.yamlfile import Collector
 
@@ -185,12 +185,7 @@ class ChannelRemovalLayout(Layout):
             rep.para(f"{len(failed)} record(s) did not finish, e.g. {failed[0]['label']} with "
                      f"removed = {failed[0]['factors'].get('removed')}: "
                      f"{failed[0].get('reason', '')}", css="warn")
-        rep.heading("Runtime")
-        rep.table(["method", "backend", "ok", "failed", "unavailable", "median wall [s]",
-                   "max peak mem [MiB]"], _runtime_rows(plan, records))
-        head, trows = _tidy_rows(plan, records)
-        rep.heading("Appendix: all records")
-        rep.table(head, trows, collapsed=f"All records ({len(trows)})")
+        add_runtime_and_records(rep, plan, records)
         return rep.write(out)
 
     def _orders(self, rep: Report, plan: dict, ok: list[dict],
