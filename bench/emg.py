@@ -24,7 +24,8 @@ from scipy import signal
 
 from bench.errors import DataError
 
-__all__ = ["PRESETS", "EMGSettings", "envelope", "mvc_peaks", "process_emg", "resample"]
+__all__ = ["PRESETS", "EMGSettings", "delayed", "envelope", "excitation_range", "mvc_peaks",
+           "process_emg", "resample"]
 
 
 @dataclass(frozen=True)
@@ -156,3 +157,74 @@ def process_emg(
     if t_out is not None:
         env = resample(env, np.arange(env.shape[0]) / fs, np.asarray(t_out, dtype=float))
     return np.clip(env, 0.0, 1.0) if clip else env
+
+
+# --------------------------------------------------------------------------- envelopes as given
+
+
+def excitation_range(x: np.ndarray, tolerance: float) -> dict:
+    """How far processed excitations leave [0, 1].
+
+    Envelopes filtered forward and backward undershoot below zero where the signal is
+    quiet; such small excursions are clipped, larger ones mean the data are not
+    excitations.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, C)
+    tolerance : float
+        Excursions within [-tolerance, 1 + tolerance] are acceptable (then clipped).
+
+    Returns
+    -------
+    dict
+        ``below`` and ``above``: samples below 0 / above 1 (by more than 1e-9, the
+        rounding of a file's digits); ``min``, ``max``; ``bad``:
+        ``(row, column)`` of the first value beyond the tolerance, or None.
+    """
+    x = np.asarray(x, dtype=float)
+    far = (x < -tolerance) | (x > 1.0 + tolerance)
+    bad = None
+    if far.any():
+        k, c = np.argwhere(far)[0]
+        bad = (int(k), int(c))
+    return {"below": int(np.sum(x < 0)), "above": int(np.sum(x > 1.0 + 1e-9)),
+            "min": float(x.min()),
+            "max": float(x.max()), "bad": bad}
+
+
+def delayed(x: np.ndarray, t_in: np.ndarray, t_model: np.ndarray,
+            delay: float = 0.0) -> tuple[np.ndarray, int]:
+    """Envelope samples at ``t_model - delay`` (the electromechanical delay applied to the
+    data), linearly interpolated from samples at ``t_in``.
+
+    Samples recorded before the model time base (pre-roll) supply the delayed values at the
+    start; where the record does not reach back far enough, its first sample is held (as the
+    model's own delay does at a record start).
+
+    Parameters
+    ----------
+    x : ndarray, shape (T_in, C)
+    t_in : ndarray, shape (T_in,), s
+    t_model : ndarray, shape (T,), s
+    delay : float, s
+
+    Returns
+    -------
+    values : ndarray, shape (T, C)
+    held : int
+        Model samples whose delayed time falls before the first recorded sample.
+
+    Raises
+    ------
+    DataError
+        The record ends before ``t_model[-1] - delay`` (no extrapolation).
+    """
+    tq = np.asarray(t_model, dtype=float) - float(delay)
+    t_in = np.asarray(t_in, dtype=float)
+    if tq[-1] > t_in[-1] + 1e-9:
+        raise DataError(f"the record ends at {t_in[-1]:.6g} s, before {tq[-1]:.6g} s "
+                        f"(last model sample {t_model[-1]:.6g} s minus the delay {delay:g} s)")
+    held = int(np.sum(tq < t_in[0] - 1e-9))
+    tq = np.maximum(tq, t_in[0])
+    return resample(x, t_in, tq), held

@@ -9,10 +9,17 @@
         mtus:                                 # model order; column = name in the files
           - {name: soleus, column: soleus_r, emg: SOL}
           - {name: per_brev, column: per_brev_r, emg: PL}   # a channel may drive several MTUs
-        fs: 128                               # model rate, Hz (default: the torque files')
-        resample: false                       # interpolate tables onto the model time base
-        emg: {kind: excitation}               # or {kind: raw, preset: "000", mvc: [mvc.c3d]}
-        initial: {file: scaled.yaml}          # YAML/CSV per MTU, or {preset: ankle}
+        osim: subject_scaled.osim             # optional: MTU kinematics from the OpenSim model
+        fs: 128                               # model rate, Hz (default: the first calibration
+                                              #   trial's torque rate)
+        resample: false                       # interpolate tables / other-rate trials onto it
+        emg:
+          kind: excitation                    # or raw (with preset, mvc)
+          tolerance: 0.05                     # clip excitations within [-0.05, 1.05]
+          normalize: none                     # or trial_peak, peak (over all trials)
+          delay: 0.04                         # s, electromechanical delay applied to the data
+        initial: {file: scaled.yaml}          # or {preset: ankle}, {osim: model.osim},
+                                              #   {ceinms: subject.xml}; + osimx: mtp.osimx
         model: {tendon: rigid, activation_model: recursive, dmoment_arm: fit}
         calibrate:                            # the calibrated-parameter space
           parameters: [l_opt, l_ts, strength, shape]        # + c1c2 (Hambly et al.)
@@ -24,21 +31,45 @@
         trials:
           t1: {torque: t1_id.sto, lengths: t1_Length.sto, moment_arms: {ankle_angle_r: ...},
                emg: t1_emg.sto, angles: t1_ik.mot, stiffness: t1_K.sto}
-        calibration: [{trial: t1, window: [0.0, 1.664]}]
-        validation: [t2]
+          t2: {angles: coordinates.sto, torque: id.sto, emg: emg.sto}    # kinematics: osim
+          t3: {ceinms: trial3.xml, angles: t3_ik.mot}     # CEINMS inputData lists the files
+        calibration: [{trial: t1, window: [0.0, 1.664]}, t2]
+        validation: [t3]
 
 Relative paths are resolved against the scenario's folder (``base_dir``, set by the scenario
-loader). Validation checks, before anything runs: every file exists, lies where it is said
-to and looks like data of its kind (OpenSim storage header, CEINMS table header, C3D
-signature); MTU, channel, DoF and trial names; every window lies inside its trial's time
-span; strength groups and bounds. The plant's draw ignores the generator: it reads the
-files. Stiffness files give the ``recorded`` reference; ``stiffness_reference: sds`` estimates
+loader). Validation checks, before anything runs and without OpenSim installed: every file
+exists, lies where it is said to and looks like data of its kind (OpenSim storage header,
+CEINMS table header, C3D signature, the XML documents' root elements); MTU, channel, DoF
+and trial names (and that the ``.osim`` model, the CEINMS subject and the ``.osimx`` file
+have the MTUs and DoFs); every window lies inside its trial's time span; strength groups and
+bounds. The plant's draw ignores the generator: it reads the files.
+
+* **MTU kinematics**: a trial without ``lengths``/``moment_arms`` files takes them, and
+  ``dr/dtheta``, from the ``osim`` model over its ``angles`` (coordinates) file, computed
+  by OpenSim's Python package (``pip install 'impbench[opensim]'``; the message says so
+  when it is missing). MTUs are looked up in the model under their ``column``.
+* **Initial values**: ``preset`` (the synthetic ankle's), ``file`` (the bench's YAML/CSV,
+  by MTU ``name``), ``osim`` (the model's ``max_isometric_force``, ``optimal_fiber_length``,
+  ``tendon_slack_length``, ``pennation_angle_at_optimal`` and ``max_contraction_velocity``
+  as scaled in the file) or ``ceinms`` (a CEINMS subject file); ``osimx`` (an NMSM Pipeline
+  file) then replaces the personalized optimal fibre and tendon slack lengths (and forces).
+  With ``osim`` given and no ``initial``, the model's values are the initial values.
+* **EMG**: see :mod:`bench.formats.trial`; ``normalize: peak`` divides each channel by its
+  peak over all trials used. With ``delay`` the model's own delay parameter is set to 0 (it
+  is in the data).
+* **Rates and lengths**: the model runs at ``fs``; a trial at another rate is interpolated
+  onto it over its own span with ``resample: true`` (else an error says so). Calibration
+  windows may differ in length (each is averaged over its own samples, Eq. 8 of the
+  torque-stiffness EMG model study). What is done is listed in the report's data notes.
+
+Stiffness files give the ``recorded`` reference; ``stiffness_reference: sds`` estimates
 it from the trials (with ``task_period``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -47,8 +78,18 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, StrictS
 
 from bench.base import Plant
 from bench.errors import DataError, InvalidParameterError
+from bench.formats.ceinms_xml import read_ceinms_subject, read_ceinms_trial
 from bench.formats.mtu_params import read_params_file
-from bench.formats.trial import TrialSpec, read_table, read_trial
+from bench.formats.osim import osim_coordinates, read_osim_muscles
+from bench.formats.osimx import apply_osimx, read_osimx
+from bench.formats.trial import (
+    TrialSpec,
+    channel_peaks,
+    excitation_table,
+    read_table,
+    read_trial,
+    uniform_rate,
+)
 from bench.params import Interval, Schema
 from bench.types import CalibrationData, TrialWindow
 
@@ -80,13 +121,20 @@ class EMGConfig(_Strict):
     preset: Literal["000", "001"] = "000"
     mvc: list[StrictStr] = Field(default_factory=list)
     offset: _Num = Field(0.0, ge=-3600, le=3600)
+    tolerance: _Num = Field(0.05, ge=0, le=1)
+    normalize: Literal["none", "trial_peak", "peak"] = "none"
+    delay: _Num | None = Field(None, ge=0, le=0.5)
 
 
 class InitialConfig(_Strict):
-    """Initial model parameters: a YAML/CSV file, or a preset of the model."""
+    """Initial model parameters: a YAML/CSV file, a preset of the model, an OpenSim model or
+    a CEINMS subject, optionally with NMSM ``.osimx`` values on top."""
 
     file: StrictStr | None = None
     preset: Literal["ankle"] | None = None
+    osim: StrictStr | None = None
+    ceinms: StrictStr | None = None
+    osimx: StrictStr | None = None
 
 
 class ModelConfig(_Strict):
@@ -109,14 +157,16 @@ class SpaceConfig(_Strict):
 
 
 class TrialConfig(_Strict):
-    """The files of one trial."""
+    """The files of one trial (a CEINMS trial XML may list torque, lengths, moment arms and
+    EMG; keys given here take precedence)."""
 
-    torque: StrictStr
-    lengths: StrictStr
-    moment_arms: dict[StrictStr, StrictStr]
-    emg: StrictStr
+    torque: StrictStr | None = None
+    lengths: StrictStr | None = None
+    moment_arms: dict[StrictStr, StrictStr] | None = None
+    emg: StrictStr | None = None
     angles: StrictStr | None = None
     stiffness: StrictStr | None = None
+    ceinms: StrictStr | None = None
 
 
 class UseConfig(_Strict):
@@ -137,13 +187,14 @@ def _root(tp: Any, name: str) -> Schema:
 
 
 class DatasetPlant(Plant):
-    """A user's recorded trials (OpenSim storage, CEINMS tables, C3D) for calibration.
+    """A user's recorded trials (OpenSim storage, CEINMS tables and XML, C3D) for calibration.
 
     Parameters
     ----------
     trials : dict
         Trial name -> its files (``torque``, ``lengths``, ``moment_arms`` per DoF, ``emg``,
-        optional ``angles`` and ``stiffness``).
+        optional ``angles``, ``stiffness`` and ``ceinms``: a CEINMS trial XML listing
+        files).
     calibration : list
         Trials (names, or ``{trial, window: [t0, t1]}`` in s) the calibrators fit.
     validation : list
@@ -152,14 +203,18 @@ class DatasetPlant(Plant):
         DoF (coordinate) names as they appear in the files.
     mtus : list of dict
         ``{name, column, emg}`` per MTU, in model order.
+    osim : str, optional
+        OpenSim model (``.osim``): MTU kinematics for trials without MuscleAnalysis files
+        (needs ``impbench[opensim]``) and, by default, the initial parameters.
     fs : float, Hz, optional
-        Model rate (default: the torque files').
+        Model rate (default: the first calibration trial's torque rate).
     resample : bool
-        Interpolate tables onto the model time base.
+        Interpolate tables, and trials at other rates, onto the model time base.
     emg : dict
-        ``{kind: excitation | raw, preset, mvc, offset}``.
+        ``{kind: excitation | raw, preset, mvc, offset, tolerance, normalize, delay}``.
     initial : dict
-        ``{file: path}`` (per-MTU YAML/CSV) or ``{preset: ankle}``.
+        ``{file}``, ``{preset: ankle}``, ``{osim}`` or ``{ceinms}``, optionally with
+        ``osimx``.
     model : dict
         ``{tendon, activation_model, dmoment_arm}``.
     calibrate : dict
@@ -174,8 +229,6 @@ class DatasetPlant(Plant):
 
     name = "dataset"
     task = "calibration"
-    #: Reads recordings: the same data whatever the seed (``plants.testing``).
-    stochastic = False
     _parameter_constraints = {
         "trials": [_root(Annotated[dict[StrictStr, TrialConfig], Field(min_length=1)],
                          "trials")],
@@ -184,12 +237,13 @@ class DatasetPlant(Plant):
         "validation": [_root(list[StrictStr | UseConfig], "trial uses")],
         "dofs": [_root(Annotated[list[StrictStr], Field(min_length=1)], "DoF names")],
         "mtus": [_root(Annotated[list[MTUConfig], Field(min_length=1)], "MTUs")],
+        "osim": [None, str],
         "fs": [None, Interval(float, 1, 100_000)],
         "resample": [bool],
-        "emg": [Schema(EMGConfig)],
-        "initial": [Schema(InitialConfig)],
-        "model": [Schema(ModelConfig)],
-        "calibrate": [Schema(SpaceConfig)],
+        "emg": [None, Schema(EMGConfig)],
+        "initial": [None, Schema(InitialConfig)],
+        "model": [None, Schema(ModelConfig)],
+        "calibrate": [None, Schema(SpaceConfig)],
         "task_period": [None, Interval(float, 0.01, 3600)],
         "base_dir": [str],
     }
@@ -197,15 +251,16 @@ class DatasetPlant(Plant):
     def __init__(
         self, *, trials: dict | None = None, calibration: list | None = None,
         validation: list | None = None, dofs: list | None = None, mtus: list | None = None,
-        fs: float | None = None, resample: bool = False, emg: dict | None = None,
-        initial: dict | None = None, model: dict | None = None, calibrate: dict | None = None,
-        task_period: float | None = None, base_dir: str = ".",
+        osim: str | None = None, fs: float | None = None, resample: bool = False,
+        emg: dict | None = None, initial: dict | None = None, model: dict | None = None,
+        calibrate: dict | None = None, task_period: float | None = None, base_dir: str = ".",
     ) -> None:
         self.trials = trials
         self.calibration = calibration
         self.validation = validation
         self.dofs = dofs
         self.mtus = mtus
+        self.osim = osim
         self.fs = fs
         self.resample = resample
         self.emg = emg
@@ -222,13 +277,14 @@ class DatasetPlant(Plant):
         if need:
             raise InvalidParameterError(f"the dataset plant needs {', '.join(need)}",
                                         path=(need[0],))
+        default_initial = {"osim": self.osim} if self.osim else {"preset": "ankle"}
         return {
             "trials": {k: TrialConfig.model_validate(v) for k, v in self.trials.items()},
             "calibration": [self._use(u) for u in self.calibration],
             "validation": [self._use(u) for u in self.validation or []],
             "mtus": [MTUConfig.model_validate(m) for m in self.mtus],
             "emg": EMGConfig.model_validate(self.emg or {}),
-            "initial": InitialConfig.model_validate(self.initial or {"preset": "ankle"}),
+            "initial": InitialConfig.model_validate(self.initial or default_initial),
             "model": ModelConfig.model_validate(self.model or {}),
             "space": SpaceConfig.model_validate(self.calibrate or {}),
         }
@@ -248,11 +304,27 @@ class DatasetPlant(Plant):
         them)."""
         return list(dict.fromkeys(str(m["emg"]) for m in (self.mtus or [])))
 
+    def _files(self, name: str, tr: TrialConfig) -> dict:
+        """A trial's files (paths), the CEINMS trial XML's merged under the explicit keys."""
+        out: dict[str, Any] = {}
+        if tr.ceinms is not None:
+            try:
+                out.update(read_ceinms_trial(self.path(tr.ceinms)))
+            except DataError as exc:
+                raise InvalidParameterError(str(exc), path=("trials", name, "ceinms")) from None
+        for role in ("torque", "lengths", "emg", "angles", "stiffness"):
+            if getattr(tr, role) is not None:
+                out[role] = self.path(getattr(tr, role))
+        if tr.moment_arms is not None:
+            out["moment_arms"] = {d: self.path(v) for d, v in tr.moment_arms.items()}
+        return out
+
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
         super()._validate()
         cfg = self._cfg()
         muscles = [m.name for m in cfg["mtus"]]
+        columns = [m.column or m.name for m in cfg["mtus"]]
         seen: dict[str, int] = {}
         for i, m in enumerate(cfg["mtus"]):
             if m.name in seen:
@@ -284,43 +356,62 @@ class DatasetPlant(Plant):
         if not -3 <= lo < hi <= 0:
             raise InvalidParameterError(f"need -3 <= low < high <= 0; got {[lo, hi]}",
                                         path=("calibrate", "shape_bounds"))
-        ini = cfg["initial"]
-        if (ini.file is None) == (ini.preset is None):
-            raise InvalidParameterError("give either 'file' or 'preset'", path=("initial",))
-        if ini.preset == "ankle":
-            from plants.ankle import MUSCLES
-
-            unknown = [m for m in muscles if m not in MUSCLES]
-            if unknown:
-                raise InvalidParameterError(
-                    f"initial.preset 'ankle' has no MTU(s) {unknown}; it has {list(MUSCLES)}",
-                    path=("initial", "preset"))
-        if ini.file is not None:
-            self._check_file(("initial", "file"), ini.file, "params")
-        for i, p in enumerate(cfg["emg"].mvc):
+        if self.osim is not None:
+            self._check_osim(("osim",), self.osim, columns)
+        self._validate_initial(cfg, muscles, columns)
+        em = cfg["emg"]
+        for i, p in enumerate(em.mvc):
             self._check_file(("emg", "mvc", i), p, "emg")
-        if cfg["emg"].kind == "raw" and not cfg["emg"].mvc:
+        if em.kind == "raw" and not em.mvc:
             raise InvalidParameterError("raw EMG needs MVC trials to normalize by",
                                         path=("emg", "mvc"))
+        if em.kind == "raw" and em.normalize != "none":
+            raise InvalidParameterError("raw EMG is normalized by its MVC trials; 'normalize' "
+                                        "applies to processed excitations", path=("emg",
+                                                                                  "normalize"))
         spans = {}
         for name, tr in cfg["trials"].items():
             base = ("trials", name)
+            files = self._files(name, tr)
+            where = {r: (*base, "ceinms") if getattr(tr, r, None) is None else (*base, r)
+                     for r in ("torque", "lengths", "emg", "moment_arms")}
+            for role in ("torque", "emg"):
+                if role not in files:
+                    raise InvalidParameterError(
+                        f"no {role} file (give '{role}' or a CEINMS trial XML listing it)",
+                        path=base)
+            if ("lengths" in files) != ("moment_arms" in files):
+                raise InvalidParameterError("give both 'lengths' and 'moment_arms' (or neither, "
+                                            "to compute them from the 'osim' model)", path=base)
+            if "lengths" not in files:
+                if self.osim is None:
+                    raise InvalidParameterError(
+                        "no MTU length / moment-arm files: give 'lengths' and 'moment_arms' "
+                        "(MuscleAnalysis outputs), a CEINMS trial XML, or an OpenSim model "
+                        "('osim') to compute them from", path=base)
+                if files.get("angles") is None:
+                    raise InvalidParameterError(
+                        "MTU kinematics from the 'osim' model need the trial's coordinates "
+                        "('angles': an IK .mot or a coordinates .sto)", path=base)
             for role in ("torque", "lengths", "emg", "angles", "stiffness"):
-                if getattr(tr, role) is not None:
-                    self._check_file((*base, role), getattr(tr, role),
+                if files.get(role) is not None:
+                    self._check_file(where.get(role, (*base, role)), files[role],
                                      "emg" if role == "emg" else "table")
-            for d, p in tr.moment_arms.items():
+            for d, p in (files.get("moment_arms") or {}).items():
                 if d not in self.dofs:
-                    raise InvalidParameterError(f"unknown DoF; dofs: {self.dofs}",
-                                                path=(*base, "moment_arms", d))
-                self._check_file((*base, "moment_arms", d), p, "table")
-            for d in self.dofs:
-                if d not in tr.moment_arms:
-                    raise InvalidParameterError(f"no moment-arm file for DoF {d!r}",
-                                                path=(*base, "moment_arms"))
-            if tr.emg.lower().endswith(".c3d") and cfg["emg"].kind != "raw":
+                    raise InvalidParameterError(f"unknown DoF {d!r}; dofs: {self.dofs}",
+                                                path=(*where["moment_arms"], d)
+                                                if tr.moment_arms is not None
+                                                else where["moment_arms"])
+                self._check_file(where["moment_arms"], p, "table")
+            if "moment_arms" in files:
+                for d in self.dofs:
+                    if d not in files["moment_arms"]:
+                        raise InvalidParameterError(f"no moment-arm file for DoF {d!r}",
+                                                    path=where["moment_arms"])
+            if str(files["emg"]).lower().endswith(".c3d") and em.kind != "raw":
                 raise InvalidParameterError("C3D analog channels are raw EMG; set emg.kind: raw",
-                                            path=(*base, "emg"))
+                                            path=where["emg"])
         for key in ("calibration", "validation"):
             for i, use in enumerate(cfg[key]):
                 if use.trial not in cfg["trials"]:
@@ -334,18 +425,68 @@ class DatasetPlant(Plant):
                     raise InvalidParameterError(f"need finite start < end; got {[t0, t1]}",
                                                 path=(key, i, "window"))
                 if use.trial not in spans:
-                    t = read_table(self.path(cfg["trials"][use.trial].torque)).time
+                    torque = self._files(use.trial, cfg["trials"][use.trial])["torque"]
+                    try:
+                        t = read_table(torque).time
+                    except DataError as exc:
+                        raise InvalidParameterError(str(exc), path=(key, i, "window")) from None
                     dt = float(t[1] - t[0]) if t.size > 1 else 0.0
-                    spans[use.trial] = (float(t[0]), float(t[-1]) + dt)  # end exclusive
-                a, b = spans[use.trial]
-                if t0 < a - 1e-9 or t1 > b + 1e-6 * max(abs(b), 1.0):
+                    spans[use.trial] = (float(t[0]), float(t[-1]) + dt, dt)  # end exclusive
+                a, b, dt = spans[use.trial]
+                if t0 < a - 0.5 * dt - 1e-9 or t1 > b + 1e-6 * max(abs(b), 1.0):
                     raise InvalidParameterError(
                         f"window [{t0:g}, {t1:g}] s lies outside trial {use.trial!r} "
                         f"([{a:g}, {b:g}] s)", path=(key, i, "window"))
 
-    def _check_file(self, path: tuple, value: str, kind: str) -> None:
-        """The file exists and looks like data of its kind (without reading it whole)."""
+    def _validate_initial(self, cfg: dict, muscles: list[str], columns: list[str]) -> None:
+        ini = cfg["initial"]
+        given = [k for k in ("file", "preset", "osim", "ceinms") if getattr(ini, k) is not None]
+        if len(given) != 1:
+            raise InvalidParameterError("give one of 'file', 'preset', 'osim' or 'ceinms'"
+                                        + (f"; got {given}" if given else ""), path=("initial",))
+        if ini.preset == "ankle":
+            from plants.ankle import MUSCLES
+
+            unknown = [m for m in muscles if m not in MUSCLES]
+            if unknown:
+                raise InvalidParameterError(
+                    f"initial.preset 'ankle' has no MTU(s) {unknown}; it has {list(MUSCLES)}",
+                    path=("initial", "preset"))
+        if ini.file is not None:
+            self._check_file(("initial", "file"), ini.file, "params")
+        if ini.osim is not None:
+            self._check_osim(("initial", "osim"), ini.osim, columns, dofs=False)
+        for key, reader in (("ceinms", read_ceinms_subject), ("osimx", read_osimx)):
+            value = getattr(ini, key)
+            if value is None:
+                continue
+            if not self.path(value).is_file():
+                raise InvalidParameterError(f"file not found: {self.path(value)}",
+                                            path=("initial", key))
+            try:
+                reader(self.path(value), columns)
+            except DataError as exc:
+                raise InvalidParameterError(str(exc), path=("initial", key)) from None
+
+    def _check_osim(self, path: tuple, value: str, columns: list[str], dofs: bool = True) -> None:
+        """The model file parses and has the MTUs (and DoFs as coordinates)."""
         p = self.path(value)
+        if not p.is_file():
+            raise InvalidParameterError(f"file not found: {p}", path=path)
+        try:
+            read_osim_muscles(p, columns)
+            coords = osim_coordinates(p)
+        except DataError as exc:
+            raise InvalidParameterError(str(exc), path=path) from None
+        if dofs:
+            missing = [d for d in self.dofs if d not in coords]
+            if missing:
+                raise InvalidParameterError(f"{p}: no coordinate(s) {missing} in the model",
+                                            path=path)
+
+    def _check_file(self, path: tuple, value: str | Path, kind: str) -> None:
+        """The file exists and looks like data of its kind (without reading it whole)."""
+        p = self.path(str(value)) if not isinstance(value, Path) else value
         if not p.is_file():
             raise InvalidParameterError(f"file not found: {p}", path=path)
         with open(p, "rb") as fh:
@@ -385,37 +526,47 @@ class DatasetPlant(Plant):
     def simulate(self, rng: np.random.Generator) -> CalibrationData:
         """Read the trials (``rng`` is not used: recordings are what they are)."""
         from plants.muscle.model import MuscleModel
-        from plants.muscle.params import make_params
 
         self._validate()
         cfg = self._cfg()
         muscles = [m.name for m in cfg["mtus"]]
+        columns = [m.column or m.name for m in cfg["mtus"]]
         channels = self.channel_names()
         used = list(dict.fromkeys(u.trial for u in [*cfg["calibration"], *cfg["validation"]]))
+        files = {n: self._files(n, cfg["trials"][n]) for n in used}
+        em = cfg["emg"]
+        notes: list[str] = []
+        first = cfg["calibration"][0].trial
+        if self.fs is not None:
+            fs = float(self.fs)
+        else:
+            fs = uniform_rate(read_table(files[first]["torque"]))
+            notes.append(f"model rate {fs:.6g} Hz: the torque rate of trial {first} (the "
+                         "first calibration trial)")
+        peaks = None
+        if em.kind == "excitation" and em.normalize == "peak":
+            per = [channel_peaks(excitation_table(self._spec(n, files[n], em), channels))
+                   for n in used]
+            peaks = tuple(np.max(np.stack(per), axis=0).tolist())
         sets, index = [], {}
-        for name in used:
-            tr = cfg["trials"][name]
-            spec = TrialSpec(
-                name=name, torque=self.path(tr.torque), lengths=self.path(tr.lengths),
-                moment_arms={d: self.path(p) for d, p in tr.moment_arms.items()},
-                emg=self.path(tr.emg),
-                angles=None if tr.angles is None else self.path(tr.angles),
-                stiffness=None if tr.stiffness is None else self.path(tr.stiffness),
-                emg_kind=cfg["emg"].kind, mvc=tuple(self.path(m) for m in cfg["emg"].mvc),
-                emg_preset=cfg["emg"].preset, emg_offset=float(cfg["emg"].offset))
-            d = read_trial(spec, muscles=muscles, dofs=list(self.dofs), channels=channels,
-                           muscle_columns=[m.column or m.name for m in cfg["mtus"]],
-                           fs=self.fs, resample_to_model=bool(self.resample),
-                           dmoment_arm=cfg["model"].dmoment_arm)
-            if self.task_period is not None:
-                d = dataclasses.replace(d, meta={**d.meta, "period": float(self.task_period)})
-            index[name] = len(sets)
-            sets.append(d)
-        rates = {n: sets[i].fs for n, i in index.items()}
-        fs = next(iter(rates.values()))
-        if any(abs(r - fs) > 1e-6 * fs for r in rates.values()):
-            raise DataError(f"trials are sampled at different rates {rates}; set 'fs' and "
-                            "'resample: true' to bring them onto one model time base")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for name in used:
+                spec = self._spec(name, files[name], em, peaks)
+                d = read_trial(spec, muscles=muscles, dofs=list(self.dofs), channels=channels,
+                               muscle_columns=columns, fs=fs,
+                               resample_to_model=bool(self.resample),
+                               dmoment_arm=cfg["model"].dmoment_arm)
+                meta = {**d.meta}
+                if self.task_period is not None:
+                    meta["period"] = float(self.task_period)
+                notes.extend(meta.pop("notes", []))
+                index[name] = len(sets)
+                sets.append(dataclasses.replace(d, meta=meta))
+        for w in caught:  # the readers' warnings go to the report too, and on to the caller
+            if "excitation samples clipped" not in str(w.message):  # noted by the reader
+                notes.append(str(w.message))
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
         def windows(uses: list[UseConfig]) -> tuple[TrialWindow, ...]:
             out = []
@@ -435,7 +586,14 @@ class DatasetPlant(Plant):
                 out.append(TrialWindow(index[u.trial], 0, a, b, label))
             return tuple(out)
 
-        model = self._model(cfg, muscles, channels, fs, make_params, MuscleModel)
+        cal = windows(cfg["calibration"])
+        lengths = [w.stop - w.start for w in cal]
+        if len(set(lengths)) > 1:
+            notes.append("calibration windows of different lengths ("
+                         + ", ".join(f"{w.name}: {n}" for w, n in zip(cal, lengths))
+                         + " samples) are fitted together: each is averaged over its own "
+                         "samples (padded to the longest, the padding weighs nothing)")
+        model = self._model(cfg, muscles, columns, channels, fs, MuscleModel, notes)
         sp = cfg["space"]
         space = {"strength_groups": dict(sp.strength_groups) or None,
                  "length_tolerance": sp.length_tolerance,
@@ -445,20 +603,30 @@ class DatasetPlant(Plant):
                  "blocks": [f for p in sp.parameters for f in BLOCKS[p]]}
         seg = None if self.task_period is None else round(self.task_period * fs)
         return CalibrationData(
-            model=model, sets=tuple(sets), calibration=windows(cfg["calibration"]),
+            model=model, sets=tuple(sets), calibration=cal,
             held_out=windows(cfg["validation"]), space=space, segment=seg,
-            meta={"plant": "dataset", "trials": used, "fs": fs})
+            meta={"plant": "dataset", "trials": used, "fs": fs,
+                  "notes": list(dict.fromkeys(notes)),
+                  "emg_delay": float(em.delay or 0.0)})
 
-    def _model(self, cfg: dict, muscles: list[str], channels: list[str], fs: float,
-               make_params: Any, model_cls: Any) -> Any:
-        emg_map = np.zeros((len(muscles), len(channels)))
-        for i, m in enumerate(cfg["mtus"]):
-            emg_map[i, channels.index(m.emg)] = 1.0
-        mc = cfg["model"]
-        ini = cfg["initial"]
+    def _spec(self, name: str, files: dict, em: EMGConfig,
+              peaks: tuple | None = None) -> TrialSpec:
+        return TrialSpec(
+            name=name, torque=files["torque"], emg=files["emg"], lengths=files.get("lengths"),
+            moment_arms=files.get("moment_arms"), angles=files.get("angles"),
+            stiffness=files.get("stiffness"), emg_kind=em.kind,
+            mvc=tuple(self.path(m) for m in em.mvc), emg_preset=em.preset,
+            emg_offset=float(em.offset),
+            osim=None if self.osim is None else self.path(self.osim),
+            emg_tolerance=float(em.tolerance),
+            emg_normalize="trial_peak" if em.normalize == "trial_peak" else "none",
+            emg_peaks=peaks, emg_delay=None if em.delay is None else float(em.delay))
+
+    def _initial(self, cfg: dict, muscles: list[str], columns: list[str], fs: float,
+                 model_cls: Any, notes: list[str]) -> dict[str, np.ndarray]:
+        """Initial per-MTU parameters (field -> (M,)) from the configured source."""
+        ini, mc = cfg["initial"], cfg["model"]
         if ini.preset is not None:
-            import jax.numpy as jnp
-
             preset = model_cls.from_ankle(fs, tendon=mc.tendon,
                                           activation_model=mc.activation_model)
             names = list(preset.muscles)
@@ -467,12 +635,42 @@ class DatasetPlant(Plant):
                 raise DataError(f"initial.preset {ini.preset!r} has no MTU(s) {unknown}; it "
                                 f"has {names}")
             idx = np.array([names.index(m) for m in muscles])
-            base = type(preset.base_params)(*(jnp.asarray(np.asarray(f)[idx])
-                                              for f in preset.base_params))
-        else:
+            vals = {f: np.asarray(v)[idx] for f, v in preset.base_params._asdict().items()}
+        elif ini.file is not None:
             vals = read_params_file(self.path(ini.file), muscles, fs)
+        elif ini.osim is not None:
+            vals = read_osim_muscles(self.path(ini.osim), columns)
+            notes.append(f"initial f_max, l_opt, l_ts, pennation and v_max of {len(columns)} "
+                         f"MTUs from {Path(ini.osim).name} (as scaled in the model)")
+        else:
+            subj = read_ceinms_subject(self.path(ini.ceinms), columns)
+            vals = dict(subj.params)
+            notes.append(f"initial values from the CEINMS subject {Path(ini.ceinms).name} "
+                         "(f_max = maxIsometricForce x strengthCoefficient)")
+            notes.extend(subj.notes)
+        if ini.osimx is not None:
+            vals, more = apply_osimx(vals, read_osimx(self.path(ini.osimx), columns))
+            notes.extend(more)
+        if cfg["emg"].delay is not None:
+            vals["delay"] = np.zeros(len(muscles))
+            notes.append(f"electromechanical delay {cfg['emg'].delay:g} s applied to the EMG "
+                         "data; the model's own delay parameter set to 0")
+        return vals
+
+    def _model(self, cfg: dict, muscles: list[str], columns: list[str], channels: list[str],
+               fs: float, model_cls: Any, notes: list[str]) -> Any:
+        from plants.muscle.params import make_params
+
+        emg_map = np.zeros((len(muscles), len(channels)))
+        for i, m in enumerate(cfg["mtus"]):
+            emg_map[i, channels.index(m.emg)] = 1.0
+        mc = cfg["model"]
+        vals = dict(self._initial(cfg, muscles, columns, fs, model_cls, notes))
+        try:
             base = make_params(vals.pop("f_max"), vals.pop("l_opt"), vals.pop("l_ts"),
                                vals.pop("phi_opt"), **vals)
+        except InvalidParameterError as exc:
+            raise DataError(f"initial parameters: {exc}") from None
         groups = dict(cfg["space"].strength_groups) or None
         return model_cls(base, muscles, fs=fs, emg_map=emg_map, tendon=mc.tendon,
                          activation_model=mc.activation_model, strength_groups=groups)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.emg import PRESETS, envelope, mvc_peaks, process_emg, resample
+from bench.emg import (
+    PRESETS,
+    delayed,
+    envelope,
+    excitation_range,
+    mvc_peaks,
+    process_emg,
+    resample,
+)
 from bench.errors import DataError
 
 FS = 2048.0
@@ -48,3 +56,18 @@ def test_errors():
         envelope(np.zeros((100, 1)), 500.0)
     with pytest.raises(DataError, match="cannot resample"):
         resample(np.zeros((10, 1)), np.arange(10.0), np.array([0.0, 20.0]))
+
+
+def test_excitation_range_and_delayed_envelopes():
+    x = np.array([[0.5, -1e-9], [1.0 + 1e-12, 0.2], [-0.03, 1.02]])
+    r = excitation_range(x, 0.05)
+    assert (r["below"], r["above"], r["bad"]) == (2, 1, None)
+    assert r["min"] == pytest.approx(-0.03) and r["max"] == pytest.approx(1.02)
+    assert excitation_range(x, 0.01)["bad"] == (2, 0)  # first value beyond the tolerance
+    t_in = np.arange(0.0, 1.0, 0.01)
+    env = np.stack([t_in, 2 * t_in], 1)
+    out, held = delayed(env, t_in, np.array([0.02, 0.5, 0.9]), 0.05)
+    np.testing.assert_allclose(out, [[0.0, 0.0], [0.45, 0.9], [0.85, 1.7]], atol=1e-12)
+    assert held == 1  # 0.02 - 0.05 s is before the record: its first sample is held
+    with pytest.raises(DataError, match=r"the record ends at 0\.99 s, before 1\.05 s"):
+        delayed(env, t_in, np.array([0.5, 1.1]), 0.05)

@@ -15,7 +15,7 @@ import pytest
 
 from bench.emg import mvc_peaks, process_emg
 from bench.errors import DataError
-from bench.formats import read_c3d_analog, write_storage
+from bench.formats import FormatWarning, read_c3d_analog, write_storage
 from bench.formats.trial import (
     TrialSpec,
     fit_moment_arm_derivative,
@@ -271,3 +271,71 @@ def test_ceinms_writer_round_trip(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(DataError, match="does not match"):
             write_ceinms_table(tmp_path / "y.txt", t, np.zeros((4, 2)), ["a", "b"])
+
+
+# --------------------------------------------------------------------------- processed EMG
+
+
+def test_small_excitation_excursions_are_clipped_and_counted(tmp_path):
+    data = _trial()
+    exc = data.excitation.copy()
+    exc[0, 10:13, 0] = [-1.6e-9, -0.02, -0.001]   # filter undershoot
+    exc[0, 40, 1] = 1.01
+    paths = write_trial(dataclasses.replace(data, excitation=exc), tmp_path, prefix="t1")
+    with pytest.warns(FormatWarning, match=r"t1_emg.sto: 3 below 0 \(down to -0.02\) and 1 above "
+                                           r"1 \(up to 1.01\) of 240 excitation samples clipped "
+                                           r"to \[0, 1\] \(within the tolerance 0.05\)"):
+        got = _read(_spec(paths))
+    assert got.excitation.min() == 0.0 and got.excitation.max() <= 1.0
+    np.testing.assert_allclose(got.excitation[0, 10:13, 0], 0.0)
+    assert any("3 below 0" in n for n in got.meta["notes"])
+    # a tighter tolerance refuses the same file, naming file, column, value and time
+    with pytest.raises(DataError, match=r"t1_emg.sto: column 'EMG_SOL': excitation -0.02 at "
+                                        r"t = 0.11 s is outside \[0, 1\] by more than the "
+                                        r"tolerance 0.01"):
+        _read(_spec(paths, emg_tolerance=0.01))
+
+
+def test_peak_normalization_per_trial_and_given_peaks(tmp_path):
+    data = _trial()
+    scaled = dataclasses.replace(data, excitation=data.excitation * np.array([2.0, 5.0]))
+    paths = write_trial(scaled, tmp_path, prefix="t1")
+    got = _read(_spec(paths, emg_normalize="trial_peak"))
+    np.testing.assert_allclose(got.excitation[0].max(axis=0), 1.0)
+    np.testing.assert_allclose(got.excitation[0], data.excitation[0]
+                               / data.excitation[0].max(axis=0), rtol=1e-9)
+    assert any("divided by their peak in this trial" in n for n in got.meta["notes"])
+    peaks = tuple(2.0 * data.excitation[0].max(axis=0) * np.array([1.0, 2.5]))
+    got = _read(_spec(paths, emg_peaks=peaks))
+    np.testing.assert_allclose(got.excitation[0], scaled.excitation[0] / np.asarray(peaks),
+                               rtol=1e-9)
+    with pytest.raises(DataError, match=r"column 'EMG_SOL' has no positive value"):
+        zero = dataclasses.replace(data, excitation=data.excitation * np.array([0.0, 1.0]))
+        _read(_spec(write_trial(zero, tmp_path / "z", prefix="z"), emg_normalize="trial_peak"))
+
+
+def test_delay_uses_the_pre_roll_and_other_rates_are_interpolated(tmp_path):
+    data = _trial()
+    paths = write_trial(data, tmp_path, prefix="t1")
+    # the EMG recorded at 400 Hz from 0.3 s before the motion (pre-roll) to its end
+    t_emg = np.arange(-0.3, (T - 1) / FS + 1e-9, 1 / 400.0)
+    env = np.stack([0.5 + 0.3 * np.sin(2 * np.pi * 0.9 * t_emg + k) for k in (0.0, 1.0)], 1)
+    write_storage(paths["emg"], t_emg, env, CHANNELS)
+    got = _read(_spec(paths, emg_delay=0.04))
+    t = data.meta["time"]
+    expect = np.stack([0.5 + 0.3 * np.sin(2 * np.pi * 0.9 * (t - 0.04) + k)
+                       for k in (0.0, 1.0)], 1)
+    np.testing.assert_allclose(got.excitation[0], expect, atol=2e-5)  # linear interpolation
+    note = next(n for n in got.meta["notes"] if "t1_emg.sto" in n)
+    assert "interpolated onto the model time base" in note and "400 Hz" in note
+    assert "at t - 0.04 s" in note and "0.04 s of pre-roll" in note
+    # without pre-roll the first sample is held, and the note says for how many samples
+    write_storage(paths["emg"], t_emg[120:], env[120:], CHANNELS)
+    got = _read(_spec(paths, emg_delay=0.04))
+    np.testing.assert_allclose(got.excitation[0, :4], np.repeat(env[120:121], 4, 0))
+    assert any("first sample held for 4 samples" in n for n in got.meta["notes"])
+    # an EMG that ends before the model time base (minus the delay) cannot be used
+    write_storage(paths["emg"], t_emg[:300], env[:300], CHANNELS)
+    with pytest.raises(DataError, match=r"the EMG .*t1_emg.sto .* does not cover the model time "
+                                        r"base .* the record ends at"):
+        _read(_spec(paths, emg_delay=0.04))

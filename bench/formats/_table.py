@@ -8,7 +8,13 @@ import numpy as np
 
 from bench.errors import DataError
 
-__all__ = ["Table", "parse_rows"]
+__all__ = ["FormatWarning", "Table", "parse_rows"]
+
+
+class FormatWarning(UserWarning):
+    """A file was read despite a harmless departure from its format (a header count that
+    disagrees with the data, small negative excitations clipped ...); the message names the
+    file and says what was done."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ stiffness        ``.sto`` (``<dof>`` or ``<dof>_stiffness``)   file with DoF col
 The format follows the extension: ``.sto``/``.mot`` OpenSim storage, ``.c3d`` C3D analog,
 anything else a CEINMS ``datacolumns``/``datarows`` table. Only angles are converted from
 degrees (``inDegrees=yes``); lengths, moment arms (m), torques (Nm) and stiffness (Nm/rad)
-are read as written.
+are read as written. Without MuscleAnalysis files, MTU lengths, moment arms and
+``dr/dtheta`` are computed from an OpenSim model over the angles (coordinates) file
+(:func:`bench.formats.osim.osim_kinematics`, the ``opensim`` extra).
 
 The **model time base** is the time column of the torque file (or, with ``fs`` and
 ``resample=True``, a uniform grid at ``fs`` over the torque file's span). Every other table
@@ -24,6 +26,17 @@ must share it sample for sample; with ``resample=True`` it is interpolated onto 
 (:func:`bench.emg.resample`, no extrapolation). Raw EMG is always processed at its own rate
 (:func:`bench.emg.process_emg`, presets of seeds 000 and 001) and its envelope resampled
 onto the model time base, which it must cover.
+
+Processed EMG (excitations) are used as given (``kind: excitation``), optionally divided by
+each channel's peak in the trial (``emg_normalize="trial_peak"``) or by given peaks;
+excursions below 0 or above 1 within ``emg_tolerance`` (filter undershoot) are clipped with a
+:class:`~bench.formats._table.FormatWarning` that counts them, larger ones are an error. An
+excitation file on another time base than the model's is interpolated onto it. With an
+explicit electromechanical delay (``emg_delay``, s) the excitation at model time t is the
+envelope at t - delay, taken from the samples recorded before the trial's first torque
+sample where the file has them (pre-roll).
+
+Every conversion is stated in ``MuscleData.meta["notes"]`` (and reports print them).
 
 The moment-arm derivative ``dr/dtheta`` of 000:Eq.7 is not in the files: with angles it is
 taken from a least-squares quadratic fit of each moment arm in the joint angles over the
@@ -43,9 +56,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.emg import mvc_peaks, process_emg, resample
+from bench.emg import delayed, excitation_range, mvc_peaks, process_emg, resample
 from bench.errors import DataError
-from bench.formats._table import Table
+from bench.formats._table import FormatWarning, Table
 from bench.formats.c3d import read_c3d_analog
 from bench.formats.ceinms import read_ceinms_table
 from bench.formats.opensim import read_storage, write_storage
@@ -53,10 +66,13 @@ from bench.types import MuscleData
 
 __all__ = [
     "TrialSpec",
+    "channel_peaks",
+    "excitation_table",
     "fit_moment_arm_derivative",
     "read_table",
     "read_trial",
     "stack_trials",
+    "uniform_rate",
     "window_trial",
     "write_ceinms_table",
     "write_trial",
@@ -66,7 +82,7 @@ __all__ = [
 _PER_SAMPLE_META = ("dmoment_arm", "true_stiffness")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrialSpec:
     """The files of one trial and how to read them.
 
@@ -76,10 +92,10 @@ class TrialSpec:
         Trial name (for messages and reports).
     torque : path
         Joint torques (Nm), one column per DoF; defines the model time base.
-    lengths : path
-        MTU lengths (m), one column per MTU.
-    moment_arms : mapping of str to path
-        DoF name -> moment-arm file (m), one column per MTU.
+    lengths : path, optional
+        MTU lengths (m), one column per MTU (None: computed from ``osim``).
+    moment_arms : mapping of str to path, optional
+        DoF name -> moment-arm file (m), one column per MTU (None: computed from ``osim``).
     emg : path
         Processed excitations in [0, 1] (``emg_kind="excitation"``) or raw EMG
         (``emg_kind="raw"``), one column per channel.
@@ -95,19 +111,37 @@ class TrialSpec:
         :data:`bench.emg.PRESETS` key for raw EMG.
     emg_offset : float, s
         Added to the EMG file's time (C3D analog time starts at 0 at the first frame).
+    osim : path, optional
+        OpenSim model for MTU kinematics over ``angles`` when ``lengths``/``moment_arms``
+        are not given.
+    emg_tolerance : float
+        Excitations within [-tolerance, 1 + tolerance] are clipped to [0, 1] (counted in a
+        warning); beyond it they are an error.
+    emg_normalize : {"none", "trial_peak"}
+        Divide each channel by its peak over this trial's EMG file.
+    emg_peaks : tuple of float, optional
+        Divide each channel by these values (e.g. peaks over all trials); excludes
+        ``emg_normalize``.
+    emg_delay : float, s, optional
+        Electromechanical delay applied to the data (excitation at t - delay).
     """
 
     name: str
     torque: Path
-    lengths: Path
-    moment_arms: Mapping[str, Path]
     emg: Path
+    lengths: Path | None = None
+    moment_arms: Mapping[str, Path] | None = None
     angles: Path | None = None
     stiffness: Path | None = None
     emg_kind: str = "excitation"
     mvc: tuple = ()
     emg_preset: str = "000"
     emg_offset: float = 0.0
+    osim: Path | None = None
+    emg_tolerance: float = 0.05
+    emg_normalize: str = "none"
+    emg_peaks: tuple | None = None
+    emg_delay: float | None = None
 
 
 # --------------------------------------------------------------------------- tables
@@ -141,7 +175,7 @@ def _span(tab: Table) -> str:
     return f"{tab.time.size} samples over [{tab.time[0]:.6g}, {tab.time[-1]:.6g}] s"
 
 
-def _uniform_rate(tab: Table) -> float:
+def uniform_rate(tab: Table) -> float:
     """Sampling rate of a uniformly sampled table, Hz (error naming the file otherwise)."""
     if tab.time.size < 2:
         raise DataError(f"{tab.path}: needs at least 2 samples; has {tab.time.size}")
@@ -270,44 +304,163 @@ def fit_moment_arm_derivative(angle: np.ndarray, moment_arm: np.ndarray) -> np.n
 # --------------------------------------------------------------------------- one trial
 
 
+def _rate_text(tab: Table) -> str:
+    return f"{tab.fs:.5g} Hz" if tab.time.size > 1 else "one sample"
+
+
+def excitation_table(spec: TrialSpec, channels: Sequence[str]) -> Table:
+    """The trial's processed EMG file as read (offset added, channels selected), before
+    normalization."""
+    tab = read_table(spec.emg, channels=channels)
+    x = tab.select(list(channels))
+    return dataclasses.replace(tab, time=tab.time + float(spec.emg_offset), data=x,
+                               columns=list(channels))
+
+
+def channel_peaks(tab: Table) -> np.ndarray:
+    """Each column's peak over the whole file, shape (C,) (errors name the file and a
+    column without a positive value)."""
+    peaks = np.max(tab.data, axis=0)
+    bad = np.flatnonzero(~(peaks > 0))
+    if bad.size:
+        raise DataError(f"{tab.path}: column {tab.columns[int(bad[0])]!r} has no positive value "
+                        "to normalize by")
+    return peaks
+
+
+def _excitation(spec: TrialSpec, channels: Sequence[str], t: np.ndarray, ref: Table,
+                notes: list[str]) -> np.ndarray:
+    """Processed EMG onto the model time base (see the module docstring)."""
+    tab = excitation_table(spec, channels)
+    x = tab.data
+    name = Path(tab.path).name
+    if spec.emg_peaks is not None:
+        peaks = np.asarray(spec.emg_peaks, dtype=float)
+        if peaks.shape != (len(channels),) or not np.all(peaks > 0):
+            raise DataError(f"trial {spec.name!r}: need one positive peak per channel; got "
+                            f"{peaks.tolist()}")
+        x = x / peaks[None, :]
+        notes.append(f"{name}: channels divided by their peaks over all trials "
+                     f"({', '.join(f'{c} {v:.4g}' for c, v in zip(channels, peaks))})")
+    elif spec.emg_normalize == "trial_peak":
+        peaks = channel_peaks(tab)
+        x = x / peaks[None, :]
+        notes.append(f"{name}: channels divided by their peak in this trial "
+                     f"({', '.join(f'{c} {v:.4g}' for c, v in zip(channels, peaks))})")
+    elif spec.emg_normalize != "none":
+        raise DataError(f"emg_normalize must be 'none' or 'trial_peak'; got "
+                        f"{spec.emg_normalize!r}")
+    tol = float(spec.emg_tolerance)
+    rng = excitation_range(x, tol)
+    if rng["bad"] is not None:
+        k, c = rng["bad"]
+        raise DataError(
+            f"{tab.path}: column {channels[c]!r}: excitation {x[k, c]:.6g} at t = "
+            f"{tab.time[k]:.6g} s is outside [0, 1] by more than the tolerance {tol:g}; give "
+            "normalized excitations (emg normalize: trial_peak or peak), a larger tolerance, "
+            "or 'kind: raw' EMG with MVC trials")
+    if rng["below"] or rng["above"]:
+        what = []
+        if rng["below"]:
+            what.append(f"{rng['below']} below 0 (down to {rng['min']:.3g})")
+        if rng["above"]:
+            what.append(f"{rng['above']} above 1 (up to {rng['max']:.4g})")
+        msg = (f"{tab.path}: {' and '.join(what)} of {x.size} excitation samples clipped to "
+               f"[0, 1] (within the tolerance {tol:g})")
+        warnings.warn(msg, FormatWarning, stacklevel=3)
+        notes.append(f"{name}: {' and '.join(what)} of {x.size} excitation samples clipped "
+                     "to [0, 1]")
+        x = np.clip(x, 0.0, 1.0)
+    delay = float(spec.emg_delay or 0.0)
+    same = tab.time.size == t.size and np.max(np.abs(tab.time - t)) <= 1e-6 * max(
+        1.0, float(np.max(np.abs(t))))
+    if same and delay == 0.0:
+        return x
+    try:
+        out, held = delayed(x, tab.time, t, delay)
+    except DataError as exc:
+        raise DataError(f"trial {spec.name!r}: the EMG {tab.path} ({_span(tab)}) does not "
+                        f"cover the model time base ({ref.path}: [{t[0]:.6g}, {t[-1]:.6g}] s): "
+                        f"{exc}") from None
+    text = (f"{name}: excitations ({tab.time.size} samples at {_rate_text(tab)} from "
+            f"{tab.time[0]:.4g} s) linearly interpolated onto the model time base "
+            f"({t.size} samples from {t[0]:.4g} s)")
+    if delay:
+        pre = max(0.0, min(float(t[0] - tab.time[0]), delay))
+        text += (f" at t - {delay:g} s (electromechanical delay; {pre:.4g} s of pre-roll "
+                 "before the first torque sample used")
+        text += f"; first sample held for {held} samples)" if held else ")"
+    notes.append(text)
+    return out
+
+
 def _emg(spec: TrialSpec, channels: Sequence[str], t: np.ndarray, ref: Table,
-         do_resample: bool) -> np.ndarray:
+         notes: list[str]) -> np.ndarray:
     if spec.emg_kind not in ("excitation", "raw"):
         raise DataError(f"trial {spec.name!r}: emg_kind must be 'excitation' or 'raw'; "
                         f"got {spec.emg_kind!r}")
+    if spec.emg_kind == "excitation":
+        return _excitation(spec, channels, t, ref, notes)
     tab = read_table(spec.emg, channels=channels)
     tab = dataclasses.replace(tab, time=tab.time + float(spec.emg_offset))
     x = tab.select(list(channels))
-    if spec.emg_kind == "excitation":
-        x = _on_base(tab, t, ref, x, do_resample, spec.name)
-        bad = (x < -1e-9) | (x > 1.0 + 1e-9)
-        if bad.any():
-            k, c = np.argwhere(bad)[0]
-            raise DataError(
-                f"{tab.path}: column {channels[c]!r}: excitation {x[k, c]:.6g} at t = "
-                f"{t[k]:.6g} s is outside [0, 1]; give normalized excitations or "
-                "'kind: raw' EMG with MVC trials"
-            )
-        return np.clip(x, 0.0, 1.0)
     if not spec.mvc:
         raise DataError(f"trial {spec.name!r}: raw EMG ({tab.path}) needs MVC trials to "
                         "normalize by")
-    fs_emg = _uniform_rate(tab)
+    fs_emg = uniform_rate(tab)
     mvc_raw = []
     for m in spec.mvc:
         mt = read_table(m, channels=channels)
-        if abs(_uniform_rate(mt) - fs_emg) > 1e-6 * fs_emg:
+        if abs(uniform_rate(mt) - fs_emg) > 1e-6 * fs_emg:
             raise DataError(f"{mt.path}: MVC rate {mt.fs:.6g} Hz differs from the EMG rate "
                             f"{fs_emg:.6g} Hz of {tab.path}")
         mvc_raw.append(mt.select(list(channels)))
     peaks = mvc_peaks(mvc_raw, fs_emg, spec.emg_preset)
-    if tab.time[0] > t[0] + 1e-9 or tab.time[-1] < t[-1] - 1e-9:
+    delay = float(spec.emg_delay or 0.0)
+    tq = t - delay
+    if tq[-1] > tab.time[-1] + 1e-9 or t[0] < tab.time[0] - 1e-9:
         raise DataError(
             f"trial {spec.name!r}: the EMG {tab.path} ({_span(tab)}, offset "
             f"{spec.emg_offset} s) does not cover the model time base ({ref.path}: "
             f"[{t[0]:.6g}, {t[-1]:.6g}] s)"
         )
-    return process_emg(x, fs_emg, peaks, preset=spec.emg_preset, t_out=t - tab.time[0])
+    held = int(np.sum(tq < tab.time[0] - 1e-9))
+    tq = np.maximum(tq, tab.time[0])
+    if delay:
+        notes.append(f"{Path(tab.path).name}: envelope taken at t - {delay:g} s "
+                     f"(electromechanical delay)" + (f"; first sample held for {held} samples"
+                                                     if held else ""))
+    return process_emg(x, fs_emg, peaks, preset=spec.emg_preset, t_out=tq - tab.time[0])
+
+
+def _kinematics(spec: TrialSpec, cols: list[str], dofs: Sequence[str], t: np.ndarray,
+                ref: Table, do_resample: bool, notes: list[str]) -> tuple:
+    """(lmt (T, M), r (T, M, D), dr (T, M, D), angle (T, D)) from the OpenSim model."""
+    from bench.formats.osim import osim_kinematics
+
+    if spec.angles is None:
+        raise DataError(f"trial {spec.name!r}: MTU kinematics from {spec.osim} need the "
+                        "trial's coordinates ('angles': an IK .mot or coordinates .sto)")
+    ct = read_table(spec.angles, angles=False)
+    kin = osim_kinematics(spec.osim, ct, cols, dofs,
+                          in_degrees=str(ct.header.get("inDegrees", "no")).lower() == "yes")
+    M, D = len(cols), len(dofs)
+    T0 = kin["time"].size
+    flat = np.concatenate([kin["lmt"], kin["moment_arm"].reshape(T0, M * D),
+                           kin["dmoment_arm"].reshape(T0, M * D), kin["angle"]], axis=1)
+    tab = Table(time=kin["time"], data=flat, columns=[str(i) for i in range(flat.shape[1])],
+                path=str(ct.path))
+    on = _on_base(tab, t, ref, flat, do_resample, spec.name)
+    lmt = on[:, :M]
+    r = on[:, M:M + M * D].reshape(-1, M, D)
+    dr = on[:, M + M * D:M + 2 * M * D].reshape(-1, M, D)
+    angle = on[:, M + 2 * M * D:]
+    notes.append(f"{Path(ct.path).name}: MTU lengths, moment arms and dr/dtheta of {M} MTUs "
+                 f"about {', '.join(dofs)} computed with OpenSim from {Path(spec.osim).name} "
+                 f"({T0} frames; {len(kin['set'])} coordinates set"
+                 + (f", {len(kin['ignored'])} columns not model coordinates" if kin["ignored"]
+                    else "") + ")")
+    return lmt, r, dr, angle
 
 
 def read_trial(
@@ -340,7 +493,8 @@ def read_trial(
         Interpolate tables whose time base differs from the model's (else: an error naming
         both files and their time spans).
     dmoment_arm : {"fit", "zero"}
-        How ``meta["dmoment_arm"]`` is obtained (see the module docstring).
+        How ``meta["dmoment_arm"]`` is obtained without an OpenSim model (see the module
+        docstring); with one (``spec.osim`` and no MuscleAnalysis files) it is the model's.
 
     Returns
     -------
@@ -348,18 +502,25 @@ def read_trial(
         ``excitation`` (1, T, C), ``angle`` (1, T, D) rad (NaN without an angle file),
         ``torque`` (1, T, D) Nm, ``lmt`` (1, T, M) m, ``moment_arm`` (1, T, M, D) m,
         ``stiffness`` (1, T, D) Nm/rad or None; ``meta`` holds ``time`` (T,) s, ``trial``,
-        ``files`` and ``dmoment_arm`` (1, T, M, D) m/rad.
+        ``files``, ``dmoment_arm`` (1, T, M, D) m/rad, ``dmoment_arm_source`` ("osim",
+        "fit" or "zero") and ``notes`` (what was converted, one sentence each).
     """
     if dmoment_arm not in ("fit", "zero"):
         raise DataError(f"dmoment_arm must be 'fit' or 'zero'; got {dmoment_arm!r}")
     cols = list(muscle_columns) if muscle_columns is not None else list(muscles)
     if len(cols) != len(muscles):
         raise DataError(f"{len(cols)} muscle columns for {len(muscles)} muscles")
-    missing = [d for d in dofs if d not in spec.moment_arms]
-    if missing:
-        raise DataError(f"trial {spec.name!r}: no moment-arm file for DoF(s) {missing}")
+    from_model = spec.lengths is None or spec.moment_arms is None
+    if from_model and spec.osim is None:
+        raise DataError(f"trial {spec.name!r}: no MTU length / moment-arm files and no OpenSim "
+                        "model to compute them from")
+    if not from_model:
+        missing = [d for d in dofs if d not in spec.moment_arms]
+        if missing:
+            raise DataError(f"trial {spec.name!r}: no moment-arm file for DoF(s) {missing}")
+    notes: list[str] = []
     ref = read_table(spec.torque)
-    rate = _uniform_rate(ref)
+    rate = uniform_rate(ref)
     if fs is not None and abs(rate - fs) > 1e-6 * fs:
         if not resample_to_model:
             raise DataError(
@@ -369,45 +530,55 @@ def read_trial(
         n = int(np.floor((ref.time[-1] - ref.time[0]) * fs + 1e-9)) + 1
         t = ref.time[0] + np.arange(n) / fs
         torque = resample(ref.select(_torque_columns(ref, dofs)), ref.time, t)
+        notes.append(f"trial {spec.name}: {ref.time.size} samples at {rate:.5g} Hz "
+                     f"({Path(ref.path).name}) linearly interpolated onto {n} samples at the "
+                     f"model rate {fs:g} Hz over the same span [{t[0]:.4g}, {t[-1]:.4g}] s")
         rate = float(fs)
     else:
         t = ref.time
         torque = ref.select(_torque_columns(ref, dofs))
     files = {"torque": str(ref.path)}
 
-    lt = read_table(spec.lengths)
-    lmt = _on_base(lt, t, ref, lt.select(cols), resample_to_model, spec.name)
-    files["lengths"] = str(lt.path)
-    r = np.empty((t.size, len(muscles), len(dofs)))
-    for j, d in enumerate(dofs):
-        mt = read_table(spec.moment_arms[d])
-        r[:, :, j] = _on_base(mt, t, ref, mt.select(cols), resample_to_model, spec.name)
-        files[f"moment_arm[{d}]"] = str(mt.path)
-    exc = _emg(spec, channels, t, ref, resample_to_model)
-    files["emg"] = str(spec.emg)
-    if spec.angles is not None:
-        at = read_table(spec.angles, angles=True)
-        angle = _on_base(at, t, ref, at.select(list(dofs)), resample_to_model, spec.name)
-        files["angles"] = str(at.path)
+    dr = None
+    if from_model:
+        lmt, r, dr, angle = _kinematics(spec, cols, dofs, t, ref, resample_to_model, notes)
+        files["angles"] = str(spec.angles)
+        files["osim"] = str(spec.osim)
     else:
-        angle = np.full((t.size, len(dofs)), np.nan)
+        lt = read_table(spec.lengths)
+        lmt = _on_base(lt, t, ref, lt.select(cols), resample_to_model, spec.name)
+        files["lengths"] = str(lt.path)
+        r = np.empty((t.size, len(muscles), len(dofs)))
+        for j, d in enumerate(dofs):
+            mt = read_table(spec.moment_arms[d])
+            r[:, :, j] = _on_base(mt, t, ref, mt.select(cols), resample_to_model, spec.name)
+            files[f"moment_arm[{d}]"] = str(mt.path)
+        if spec.angles is not None:
+            at = read_table(spec.angles, angles=True)
+            angle = _on_base(at, t, ref, at.select(list(dofs)), resample_to_model, spec.name)
+            files["angles"] = str(at.path)
+        else:
+            angle = np.full((t.size, len(dofs)), np.nan)
+    exc = _emg(spec, channels, t, ref, notes)
+    files["emg"] = str(spec.emg)
     stiff = None
     if spec.stiffness is not None:
         st = read_table(spec.stiffness)
         stiff = _on_base(st, t, ref, st.select(_stiffness_columns(st, dofs)),
                          resample_to_model, spec.name)[None]
         files["stiffness"] = str(st.path)
-    if dmoment_arm == "fit" and spec.angles is not None:
-        dr = fit_moment_arm_derivative(angle, r)
+    if dr is not None:
+        source = "osim"
+    elif dmoment_arm == "fit" and spec.angles is not None:
+        dr, source = fit_moment_arm_derivative(angle, r), "fit"
     else:
-        dr = np.zeros_like(r)
+        dr, source = np.zeros_like(r), "zero"
     return MuscleData(
         excitation=exc[None], angle=angle[None], torque=torque[None], fs=float(rate),
         lmt=lmt[None], moment_arm=r[None], stiffness=stiff, channels=list(channels),
         muscles=list(muscles), dofs=list(dofs),
         meta={"trial": spec.name, "time": np.asarray(t, dtype=float), "files": files,
-              "dmoment_arm": dr[None], "dmoment_arm_source": dmoment_arm
-              if spec.angles is not None else "zero"},
+              "dmoment_arm": dr[None], "dmoment_arm_source": source, "notes": notes},
     )
 
 

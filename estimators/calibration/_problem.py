@@ -28,10 +28,28 @@ import numpy as np
 from bench.errors import DataError
 from bench.types import CalibrationResult, MuscleData
 from estimators.calibration.identifiability import identifiability as local_identifiability
-from estimators.calibration.objectives import CalibrationSpace, Objective, assemble
+from estimators.calibration.objectives import (
+    CalibrationSpace,
+    Objective,
+    assemble,
+    sample_weights,
+)
 
 __all__ = ["ModelLoss", "Problem", "WeightedModelLoss", "call_compiled", "default_space",
-           "make_problem", "predict", "result_from"]
+           "make_problem", "predict", "result_from", "valid_mask"]
+
+
+def valid_mask(data: MuscleData) -> np.ndarray | None:
+    """``data.meta["valid"]`` (S, T) bool when trials of different lengths are stacked
+    padded, else None."""
+    v = (data.meta or {}).get("valid")
+    if v is None:
+        return None
+    v = np.asarray(v, dtype=bool)
+    if v.shape != np.shape(data.torque)[:2]:
+        raise DataError(f"MuscleData.meta['valid'] must have shape {np.shape(data.torque)[:2]}; "
+                        f"got {v.shape}")
+    return v
 
 
 class ModelLoss:
@@ -78,7 +96,13 @@ class ModelLoss:
         -------
         dict
             ``inputs`` (``model.inputs(data)``), ``torque``, ``stiffness`` (or None),
-            ``var_torque``, ``var_stiffness`` (S, 1, D) (or None), all JAX arrays.
+            ``var_torque``, ``var_stiffness`` (S, 1, D) (or None), all JAX arrays, and
+            ``sample_weight`` (None). Trials of different lengths, stacked padded with
+            ``data.meta["valid"]`` (S, T) marking their own samples
+            (:func:`~estimators.calibration.task.cut_windows`), get the variances per sample
+            with the weights folded in (S, T, D) and ``sample_weight`` (S, T) for the
+            penalties (:meth:`Objective.reference_variances`): the loss averages each trial
+            over its own samples (000:Eq.8).
 
         Raises
         ------
@@ -98,10 +122,13 @@ class ModelLoss:
         if stiffness is not None and not np.all(np.isfinite(stiffness)):
             raise DataError("reference stiffness contains NaN/inf")
         obj = dataclasses.replace(self.objective, beta=1.0) if need_stiffness else self.objective
-        vt, vk = obj.reference_variances(torque, stiffness)
+        valid = valid_mask(data)
+        vt, vk = obj.reference_variances(torque, stiffness, valid)
+        sw = None if valid is None else sample_weights(valid)
         as_j = lambda a: None if a is None else jnp.asarray(a)  # noqa: E731
         return {"inputs": self.model.inputs(data), "torque": as_j(torque),
-                "stiffness": as_j(stiffness), "var_torque": as_j(vt), "var_stiffness": as_j(vk)}
+                "stiffness": as_j(stiffness), "var_torque": as_j(vt), "var_stiffness": as_j(vk),
+                "sample_weight": as_j(sw)}
 
     def outputs(self, x: jnp.ndarray, data: dict) -> dict:
         """Model outputs at ``x`` (JAX-traceable)."""
@@ -111,7 +138,7 @@ class ModelLoss:
         """000:Eq.8 (with the objective's penalty) at ``x``; JAX-traceable."""
         out = self.outputs(x, data)
         return self.objective(out, data["torque"], data["stiffness"], data["var_torque"],
-                              data["var_stiffness"])
+                              data["var_stiffness"], data.get("sample_weight"))
 
     def residual_parts(self, x: jnp.ndarray, data: dict) -> tuple[list, list]:
         """000:Eq.8 at ``x`` as residual rows ``(fit, penalty)``: two lists of 1-D arrays
@@ -122,7 +149,8 @@ class ModelLoss:
         XLA into the slow concatenate it avoids)."""
         out = self.outputs(x, data)
         return self.objective.residual_parts(
-            out, data["torque"], data["stiffness"], data["var_torque"], data["var_stiffness"])
+            out, data["torque"], data["stiffness"], data["var_torque"], data["var_stiffness"],
+            sample_weight=data.get("sample_weight"))
 
     def residuals(self, x: jnp.ndarray, data: dict) -> jnp.ndarray:
         """All residual rows at ``x``, shape (m,); ``sum(r**2)`` equals :meth:`__call__`."""
@@ -146,7 +174,8 @@ class WeightedModelLoss(ModelLoss):
 
     def __call__(self, x: jnp.ndarray, w: jnp.ndarray, data: dict) -> jnp.ndarray:  # type: ignore[override]
         out = self.outputs(x, data)
-        ref = (data["torque"], data["stiffness"], data["var_torque"], data["var_stiffness"])
+        ref = (data["torque"], data["stiffness"], data["var_torque"], data["var_stiffness"],
+               data.get("sample_weight"))
         o = self.objective
         j_t = dataclasses.replace(o, alpha=1.0, beta=0.0, penalty="none")(out, *ref)
         j_k = dataclasses.replace(o, alpha=0.0, beta=1.0, penalty="none")(out, *ref)
@@ -162,7 +191,7 @@ class WeightedModelLoss(ModelLoss):
         out = self.outputs(x, data)
         return self.objective.residual_parts(
             out, data["torque"], data["stiffness"], data["var_torque"], data["var_stiffness"],
-            weights=w)
+            weights=w, sample_weight=data.get("sample_weight"))
 
     def residuals(self, x: jnp.ndarray, w: jnp.ndarray, data: dict) -> jnp.ndarray:  # type: ignore[override]
         """All rows of ``loss(x, w, data)``; ``sum(r**2)`` equals :meth:`__call__`."""
@@ -176,7 +205,8 @@ class Problem:
 
     ``loss(x)`` is jitted; ``loss_fn(x, data)`` with ``data`` (:meth:`ModelLoss.prepare`:
     model inputs, references and their variances) is the same loss in the reusable form.
-    ``torque`` and ``stiffness`` are the references as numpy arrays.
+    ``torque`` and ``stiffness`` are the references as numpy arrays; ``valid`` (S, T) marks
+    each trial's own samples when trials of different lengths are stacked padded.
     """
 
     space: CalibrationSpace
@@ -185,6 +215,7 @@ class Problem:
     stiffness: np.ndarray | None
     loss_fn: ModelLoss
     data: dict
+    valid: np.ndarray | None = None
 
 
 _DEFAULT_SPACES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -241,7 +272,7 @@ def make_problem(
 
     stiff = None if d["stiffness"] is None else np.asarray(d["stiffness"])
     return Problem(space, lambda x: call_compiled(fn, jnp.asarray(x), d), np.asarray(d["torque"]),
-                   stiff, fn, d)
+                   stiff, fn, d, valid_mask(data))
 
 
 def predict(model: Any, space: CalibrationSpace, x: np.ndarray, data: MuscleData) -> dict:
@@ -266,7 +297,7 @@ def result_from(
     """
     pred = predict(model, problem.space, x, data)
     info = dict(info)
-    info.update(objective.errors(pred, problem.torque, problem.stiffness))
+    info.update(objective.errors(pred, problem.torque, problem.stiffness, problem.valid))
     info["objective"] = float(problem.loss(jnp.asarray(x)))
     info["x"] = np.asarray(x)
     if identifiability and "identifiability" not in info:

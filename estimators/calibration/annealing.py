@@ -74,6 +74,11 @@ class AnnealResult:
     converged : bool
         Stopped by the eps/N_eps criterion (not by the evaluation budget).
     wall_time : float, s
+    info : dict
+        ``final_step``, ``final_temperature``, ``compiled``; ``stop_measure`` (the quantity
+        the criterion compares with ``eps`` at the stop: the largest of |f - f*_i| over the
+        last N_eps end-of-temperature values, those run so far, and f - f_best; inf before
+        any stage finished) and ``stop_eps``.
     """
 
     x: np.ndarray
@@ -231,10 +236,19 @@ def anneal(
             break
         T *= r_T
         x, fcur = xbest.copy(), fbest
+    # distance from the stop criterion: the largest of |f - f*_i| over the last N_eps
+    # end-of-temperature values (those run so far) and f - f_best, against eps
+    seen = [fs for fs in f_star if np.isfinite(fs)]
+    measure = max([abs(fcur - fs) for fs in seen] + [fcur - fbest]) if seen else np.inf
     if not converged:
+        gap = (f"its change measure {measure:.3g} is {measure / eps:.3g} x eps = {eps:g}"
+               if np.isfinite(measure) else "no temperature stage had finished")
+        if len(seen) < N_eps:
+            gap += (f" (over the {len(seen)} end-of-temperature values it had; the "
+                    f"criterion compares N_eps = {N_eps})")
         warnings.warn(
             f"simulated annealing stopped at the evaluation budget ({max_evaluations}) "
-            "before meeting its eps/N_eps criterion",
+            f"before meeting its eps/N_eps criterion: {gap}",
             ConvergenceWarning,
             stacklevel=2,
         )
@@ -246,7 +260,8 @@ def anneal(
         history=np.asarray(history),
         converged=converged,
         wall_time=time.perf_counter() - t_start,
-        info={"final_step": v.copy(), "final_temperature": T, "compiled": fast},
+        info={"final_step": v.copy(), "final_temperature": T, "compiled": fast,
+              "stop_measure": float(measure), "stop_eps": float(eps)},
     )
 
 
@@ -303,5 +318,8 @@ class AnnealingCalibrator(Calibrator):
         return result_from(
             prob, model, data, objective, res.x, res.history, res.wall_time, res.evaluations,
             {"calibrator": "annealing", "converged": res.converged,
-             "temperatures": res.temperatures, **self.get_params()},
+             "temperatures": res.temperatures, "stop_eps": res.info["stop_eps"],
+             **({"stop_measure": res.info["stop_measure"]}
+                if np.isfinite(res.info["stop_measure"]) else {}),
+             **self.get_params()},
         )

@@ -7,7 +7,12 @@ seed), :func:`export_calibrated` writes into ``OUT/calibrated/``:
   ``initial: {file: ...}``) plus a ``calibration`` block (method, parameters, objective);
 * ``<label>_mtus.csv``: the same per-MTU values as a table (``mtu,f_max [N],...``);
 * ``<label>.csv``: the calibrated parameters with units, bounds, initial value, change and
-  position inside the bounds.
+  position inside the bounds;
+* ``<label>_subject.xml``: a CEINMS subject file (Pizzolato et al. 2015) of the calibrated
+  model (:func:`bench.formats.ceinms_xml.write_ceinms_subject`: ``maxIsometricForce`` the
+  initial f_max, ``strengthCoefficient`` calibrated / initial; the DoFs each MTU spans,
+  from its nonzero moment arms; an electromechanical delay the dataset applied to the EMG
+  data is written as ``emDelay``, where CEINMS applies it).
 
 Every file is written atomically; numbers are written at full precision.
 """
@@ -22,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from bench import store
+from bench.formats.ceinms_xml import write_ceinms_subject
 from bench.formats.mtu_params import PARAMETER_UNITS, mtu_csv
 
 __all__ = ["export_calibrated"]
@@ -52,7 +58,8 @@ def export_calibrated(out: str | Path) -> dict[str, Path]:
     Returns
     -------
     dict
-        ``"<label>_yaml"``, ``"<label>_csv"``, ``"<label>_mtus_csv"`` -> path.
+        ``"<label>_yaml"``, ``"<label>_csv"``, ``"<label>_mtus_csv"``,
+        ``"<label>_subject_xml"`` -> path.
     """
     import yaml
 
@@ -86,6 +93,8 @@ def export_calibrated(out: str | Path) -> dict[str, Path]:
                 "parameters": {str(n): float(v) for n, v in zip(arr["names"], arr["x"])},
             },
         }
+        if "data_emg_delay" in arr:
+            doc["calibration"]["emg_delay_in_data"] = float(arr["data_emg_delay"])
         base = out / "calibrated"
         paths[f"{label}_yaml"] = base / f"{label}.yaml"
         store.atomic_write_bytes(paths[f"{label}_yaml"],
@@ -94,4 +103,32 @@ def export_calibrated(out: str | Path) -> dict[str, Path]:
         store.atomic_write_bytes(paths[f"{label}_mtus_csv"], mtu_csv(per_mtu).encode())
         paths[f"{label}_csv"] = base / f"{label}.csv"
         store.atomic_write_bytes(paths[f"{label}_csv"], _parameter_csv(arr).encode())
+        xml = _subject_xml(arr, per_mtu, m["label"])
+        if xml is not None:
+            paths[f"{label}_subject_xml"] = base / f"{label}_subject.xml"
+            store.atomic_write_bytes(paths[f"{label}_subject_xml"], xml.encode())
     return paths
+
+
+def _subject_xml(arr: dict, per_mtu: dict, label: str) -> str | None:
+    """CEINMS subject text of a record's calibrated MTUs (None without the fields it needs)."""
+    need = ("f_max", "l_opt", "l_ts", "phi_opt", "shape")
+    if not per_mtu or any(f not in v for v in per_mtu.values() for f in need):
+        return None
+    muscles = list(per_mtu)
+    lag = float(arr["data_emg_delay"]) if "data_emg_delay" in arr else 0.0
+    if lag:  # the delay was applied to the data: CEINMS applies it in the model
+        per_mtu = {mu: {**v, "delay": float(v.get("delay", 0.0)) + lag}
+                   for mu, v in per_mtu.items()}
+    initial = None
+    if "mtu_initial_f_max" in arr:
+        initial = {mu: float(v) for mu, v in zip(muscles, arr["mtu_initial_f_max"])}
+    dofs: dict[str, list[str]] = {}
+    if "dofs" in arr:
+        names = [str(d) for d in arr["dofs"]]
+        mask = np.asarray(arr.get("mtu_dof_mask", np.ones((len(muscles), len(names)))), bool)
+        dofs = {d: [mu for i, mu in enumerate(muscles) if mask[i, j]]
+                for j, d in enumerate(names)}
+    return write_ceinms_subject(None, per_mtu, dofs, initial_f_max=initial,
+                                start_subject=f"calibrated by impbench ({label})",
+                                fs=float(arr["fs"]) if "fs" in arr else None)

@@ -28,6 +28,14 @@ the hard one of 000:Eq.9 (MAX = 1000 per MTU and sample with l_m outside [0.5, 1
 l_t < l_ts, averaged over samples), and/or the smooth range penalties of 001:Eq.4
 (w (x_min - x)^2 below, w (x - x_max)^2 above, for the normalized fibre length in
 [0.5, 1.5] and the tendon strain in [0, 0.5]) that gradient methods need.
+
+Trials of different lengths are stacked padded to the longest (:func:`~estimators.
+calibration.task.cut_windows`) with a per-sample weight ``w = valid T / N_s`` (zero on the
+padding, ``N_s`` the trial's own samples): every average over samples becomes the weighted
+mean, so each trial's terms are averaged over its own samples as 000:Eq.8 writes them
+(1/N_s inside the sum over trials). The fit terms take the weight folded into the variance
+(``Var / w``, infinite on the padding; :meth:`Objective.reference_variances`), the penalties
+take it as ``sample_weight``.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ __all__ = [
     "hard_penalty",
     "hard_penalty_rows",
     "row_parts",
+    "sample_weights",
     "smooth_range_penalty",
     "smooth_range_rows",
 ]
@@ -220,43 +229,86 @@ class CalibrationSpace:
         return rng.uniform(self.lower, self.upper, (n, self.size))
 
 
-def hard_penalty(lm: jnp.ndarray, lt: jnp.ndarray, max_value: float = 1000.0) -> jnp.ndarray:
+def hard_penalty(lm: jnp.ndarray, lt: jnp.ndarray, max_value: float = 1000.0,
+                 sample_weight: jnp.ndarray | None = None) -> jnp.ndarray:
     """000:Eq.9 averaged over samples: MAX per MTU and sample with l_m outside [0.5, 1.5]
-    or l_t < l_ts (normalized l_t < 1). Arrays (..., T, M); returns a scalar."""
+    or l_t < l_ts (normalized l_t < 1). Arrays (..., T, M); returns a scalar.
+    ``sample_weight`` (..., T): weighted mean over samples (padded trials)."""
     bad = (lm < 0.5) | (lm > 1.5) | (lt < 1.0)
     per_sample = max_value * jnp.sum(bad, axis=-1)
+    if sample_weight is not None:
+        per_sample = sample_weight * per_sample
     return jnp.mean(per_sample)
 
 
-def smooth_range_penalty(x: jnp.ndarray, lo: float, hi: float, weight: float) -> jnp.ndarray:
+def smooth_range_penalty(x: jnp.ndarray, lo: float, hi: float, weight: float,
+                         sample_weight: jnp.ndarray | None = None) -> jnp.ndarray:
     """001:Eq.4 summed over MTUs and averaged over samples: w (lo - x)^2 below, w (x - hi)^2
-    above, 0 inside. ``x`` (..., T, M); returns a scalar."""
+    above, 0 inside. ``x`` (..., T, M); returns a scalar. ``sample_weight`` (..., T):
+    weighted mean over samples (padded trials)."""
     p = weight * (jnp.square(jnp.minimum(x - lo, 0.0)) + jnp.square(jnp.maximum(x - hi, 0.0)))
-    return jnp.mean(jnp.sum(p, axis=-1))
+    per_sample = jnp.sum(p, axis=-1)
+    if sample_weight is not None:
+        per_sample = sample_weight * per_sample
+    return jnp.mean(per_sample)
 
 
-def smooth_range_rows(x: jnp.ndarray, lo: float, hi: float, weight: float) -> jnp.ndarray:
+def smooth_range_rows(x: jnp.ndarray, lo: float, hi: float, weight: float,
+                      sample_weight: jnp.ndarray | None = None) -> jnp.ndarray:
     """Residual rows of :func:`smooth_range_penalty`, flattened, shape (prod(x.shape),).
 
     ``sqrt(w / n) (min(x - lo, 0) + max(x - hi, 0))`` per element, ``n`` the number of
-    samples (all axes but the last); at most one of the two terms is nonzero (lo < hi), so
-    the rows' squared sum is the penalty exactly (001:Eq.4).
+    samples (all axes but the last), times ``sqrt(sample_weight)`` when given; at most one of
+    the two terms is nonzero (lo < hi), so the rows' squared sum is the penalty exactly
+    (001:Eq.4).
     """
     n = max(int(np.prod(x.shape[:-1])), 1)
     viol = jnp.minimum(x - lo, 0.0) + jnp.maximum(x - hi, 0.0)
+    if sample_weight is not None:
+        viol = jnp.sqrt(sample_weight)[..., None] * viol
     return (np.sqrt(weight / n) * viol).ravel()
 
 
-def hard_penalty_rows(lm: jnp.ndarray, lt: jnp.ndarray, max_value: float = 1000.0) -> jnp.ndarray:
+def hard_penalty_rows(lm: jnp.ndarray, lt: jnp.ndarray, max_value: float = 1000.0,
+                      sample_weight: jnp.ndarray | None = None) -> jnp.ndarray:
     """Residual rows of :func:`hard_penalty` (000:Eq.9), flattened, shape (lm.size,).
 
     ``sqrt(MAX / n)`` where an MTU violates its range at a sample, 0 elsewhere (``n`` the
-    number of samples); their squared sum is the penalty. The rows are piecewise constant,
-    so they carry no derivative.
+    number of samples; times ``sqrt(sample_weight)`` when given); their squared sum is the
+    penalty. The rows are piecewise constant, so they carry no derivative.
     """
     n = max(int(np.prod(lm.shape[:-1])), 1)
-    bad = (lm < 0.5) | (lm > 1.5) | (lt < 1.0)
-    return (np.sqrt(max_value / n) * bad.astype(lm.dtype)).ravel()
+    bad = ((lm < 0.5) | (lm > 1.5) | (lt < 1.0)).astype(lm.dtype)
+    if sample_weight is not None:
+        bad = jnp.sqrt(sample_weight)[..., None] * bad
+    return (np.sqrt(max_value / n) * bad).ravel()
+
+
+def sample_weights(valid: np.ndarray) -> np.ndarray:
+    """Per-sample weights of padded trials: ``valid T / N_s`` (shape (S, T)), so that a mean
+    over all T samples of ``w x`` is the mean of ``x`` over each trial's own N_s samples.
+
+    Raises
+    ------
+    DataError
+        A trial without a valid sample.
+    """
+    v = np.asarray(valid, dtype=bool)
+    n = v.sum(axis=-1, keepdims=True)
+    if np.any(n == 0):
+        raise DataError("a trial has no valid sample")
+    return v * (v.shape[-1] / n)
+
+
+def _masked_var(x: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """Per-trial, per-DoF variance over the valid samples, shape (S, 1, D)."""
+    x = np.asarray(x, dtype=float)
+    if valid is None:
+        return np.var(x, axis=1, keepdims=True)
+    v = np.asarray(valid, dtype=bool)[..., None]
+    n = v.sum(axis=1, keepdims=True)
+    mean = np.where(v, x, 0.0).sum(axis=1, keepdims=True) / n
+    return np.where(v, (x - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / n
 
 
 def assemble(parts: list[jnp.ndarray]) -> jnp.ndarray:
@@ -340,22 +392,37 @@ class Objective:
                 f"{{'hard', 'smooth', 'both', 'none'}}. Got {self.penalty!r} instead."
             )
 
-    def reference_variances(self, torque: np.ndarray, stiffness: np.ndarray | None):
-        """Per-trial, per-DoF variances of the references, shapes (S, 1, D)."""
-        vt = np.var(np.asarray(torque), axis=1, keepdims=True)
+    def reference_variances(self, torque: np.ndarray, stiffness: np.ndarray | None,
+                            valid: np.ndarray | None = None):
+        """Per-trial, per-DoF variances of the references, shapes (S, 1, D).
+
+        With ``valid`` (S, T) (padded trials of different lengths) each variance is taken
+        over the trial's valid samples and divided by the sample weight
+        (:func:`sample_weights`): the result has shape (S, T, D) and is infinite on the
+        padding, so that ``mean((x_hat - x)^2 / var)`` over all samples is 000:Eq.8's
+        per-trial average.
+        """
+        vt = _masked_var(torque, valid)
         if np.any(vt == 0):
             raise DataError("a reference torque profile is constant (zero variance)")
         if self.beta > 0:
             if stiffness is None:
                 raise DataError("beta > 0 needs a reference stiffness")
-            vk = np.var(np.asarray(stiffness), axis=1, keepdims=True)
+            vk = _masked_var(stiffness, valid)
             if np.any(vk == 0):
                 raise DataError("a reference stiffness profile is constant (zero variance)")
         else:
             vk = None
+        if valid is not None:
+            w = sample_weights(valid)[..., None]
+            with np.errstate(divide="ignore"):
+                vt = np.where(w > 0, vt / np.where(w > 0, w, 1.0), np.inf)
+                if vk is not None:
+                    vk = np.where(w > 0, vk / np.where(w > 0, w, 1.0), np.inf)
         return vt, vk
 
-    def __call__(self, out: dict, torque, stiffness, var_torque, var_stiffness):
+    def __call__(self, out: dict, torque, stiffness, var_torque, var_stiffness,
+                 sample_weight=None):
         """Objective value from model outputs (JAX-traceable).
 
         Parameters
@@ -364,22 +431,26 @@ class Objective:
             ``torque``, ``stiffness`` (S, T, D); ``lm``, ``lt`` (S, T, M).
         torque, stiffness : arrays (S, T, D)
             References.
-        var_torque, var_stiffness : arrays (S, 1, D)
+        var_torque, var_stiffness : arrays (S, 1, D), or (S, T, D) for padded trials
             From :meth:`reference_variances`.
+        sample_weight : array (S, T), optional
+            Weights of padded trials (:func:`sample_weights`) for the penalties.
         """
+        sw = sample_weight
         J = self.alpha * jnp.mean(jnp.square(out["torque"] - torque) / var_torque)
         if self.beta > 0:
             J = J + self.beta * jnp.mean(jnp.square(out["stiffness"] - stiffness) / var_stiffness)
         if self.penalty in ("hard", "both"):
-            J = J + hard_penalty(out["lm"], out["lt"], self.max_penalty)
+            J = J + hard_penalty(out["lm"], out["lt"], self.max_penalty, sw)
         if self.penalty in ("smooth", "both"):
-            J = J + smooth_range_penalty(out["lm"], *self.fiber_range, self.smooth_weight)
-            J = J + smooth_range_penalty(out["lt"] - 1.0, *self.strain_range, self.smooth_weight)
+            J = J + smooth_range_penalty(out["lm"], *self.fiber_range, self.smooth_weight, sw)
+            J = J + smooth_range_penalty(out["lt"] - 1.0, *self.strain_range,
+                                         self.smooth_weight, sw)
         return J
 
     def residual_parts(
         self, out: dict, torque, stiffness, var_torque, var_stiffness,
-        weights: jnp.ndarray | None = None,
+        weights: jnp.ndarray | None = None, sample_weight=None,
     ) -> tuple[list, list]:
         """000:Eq.8 as residual rows: ``(fit, penalty)``, lists of 1-D arrays.
 
@@ -397,6 +468,8 @@ class Objective:
         weights : array, shape (2,), optional
             ``(alpha, beta)`` replacing the objective's own (traceable), for a weight sweep;
             the stiffness rows are then always present (zero with beta = 0).
+        sample_weight : array (S, T), optional
+            Weights of padded trials for the penalty rows.
         """
         if weights is None:
             wa, wb, with_k = self.alpha, self.beta, self.beta > 0
@@ -410,27 +483,37 @@ class Objective:
             fit.append(sb * ((out["stiffness"] - stiffness) / jnp.sqrt(var_stiffness)).ravel()
                        / n_k)
         pen = []
+        sw = sample_weight
         if self.penalty in ("hard", "both"):
-            pen.append(hard_penalty_rows(out["lm"], out["lt"], self.max_penalty))
+            pen.append(hard_penalty_rows(out["lm"], out["lt"], self.max_penalty, sw))
         if self.penalty in ("smooth", "both"):
-            pen.append(smooth_range_rows(out["lm"], *self.fiber_range, self.smooth_weight))
+            pen.append(smooth_range_rows(out["lm"], *self.fiber_range, self.smooth_weight, sw))
             pen.append(smooth_range_rows(out["lt"] - 1.0, *self.strain_range,
-                                         self.smooth_weight))
+                                         self.smooth_weight, sw))
         return fit, pen
 
-    def residuals(self, out: dict, torque, stiffness, var_torque, var_stiffness) -> jnp.ndarray:
+    def residuals(self, out: dict, torque, stiffness, var_torque, var_stiffness,
+                  sample_weight=None) -> jnp.ndarray:
         """All residual rows of :meth:`residual_parts` as one vector; ``sum(r**2)`` is the
         objective's value (000:Eq.8)."""
-        fit, pen = self.residual_parts(out, torque, stiffness, var_torque, var_stiffness)
+        fit, pen = self.residual_parts(out, torque, stiffness, var_torque, var_stiffness,
+                                       sample_weight=sample_weight)
         return assemble(fit + pen)
 
-    def errors(self, out: dict, torque, stiffness) -> dict[str, float]:
-        """Seed 000's fitting errors: E_tau = Var(tau_hat - tau) / Var(tau) and
-        E_tau+K = E_tau + Var(K_hat - K) / Var(K) (000 Sec. 2.6, second test)."""
-        e_t = float(np.var(np.asarray(out["torque"]) - torque) / np.var(torque))
+    def errors(self, out: dict, torque, stiffness, valid=None) -> dict[str, float]:
+        """The torque-stiffness EMG model study's fitting errors: E_tau = Var(tau_hat - tau)
+        / Var(tau) and E_tau+K = E_tau + Var(K_hat - K) / Var(K) (Sec. 2.6, second test),
+        over the ``valid`` samples (S, T) of padded trials when given."""
+        keep = (slice(None),) if valid is None else (np.asarray(valid, dtype=bool),)
+
+        def ratio(est, ref):
+            est, ref = np.asarray(est)[keep], np.asarray(ref)[keep]
+            return float(np.var(est - ref) / np.var(ref))
+
+        e_t = ratio(out["torque"], torque)
         res = {"E_tau": e_t}
         if stiffness is not None:
-            e_k = float(np.var(np.asarray(out["stiffness"]) - stiffness) / np.var(stiffness))
+            e_k = ratio(out["stiffness"], stiffness)
             res["E_K"] = e_k
             res["E_tau_K"] = e_t + e_k
         return res

@@ -33,7 +33,10 @@ held_out) -> dict``) and predict held-out trials its own way (``predict(model, s
 result, data) -> dict``, e.g. synergy-hybrid synthesizes the unrecorded excitations).
 
 **Metrics** (each the median over the held-out segments, task cycles when the plant gives
-them, of the mean over DoFs): ``torque_nrmse``, ``torque_rmse`` (Nm), ``torque_r2``,
+them, of the mean over DoFs): ``torque_nrmse`` (RMSE / RMS of the segment's reference: it
+explodes on a segment where the reference torque is near zero, e.g. the swing phase of
+gait), ``torque_nrmse_trial`` (RMSE / RMS of the reference over the held-out window's whole
+recorded trial, whole window: read this one on such data), ``torque_rmse`` (Nm), ``torque_r2``,
 ``stiffness_nrmse``, ``stiffness_rmse`` (Nm/rad), ``stiffness_r2`` (against the
 ``stiffness_reference``), ``stiffness_true_nrmse`` (against the true stiffness); on the
 calibration windows ``cal_torque_nrmse``, ``e_tau`` and ``e_tau_k`` (the study's fitting
@@ -42,7 +45,15 @@ Sanderink et al. Eq.22-23); the third test (``third_rmse``, ``third_r2``,
 ``third_significant_share``: the calibrated model's stiffness on the unperturbed window
 against the perturbed held-out one, paired t-test along the cycle) when the plant gives an
 ``unperturbed`` window; ``evaluations``, ``converged`` and ``condition_number`` of the
-scaled Jacobian at the solution.
+scaled Jacobian at the solution; ``negative_stiffness_share`` (calibration and held-out
+samples where the modelled joint stiffness is negative, with a warning in the record's
+``info["negative_stiffness"]``). ``info["held_out_scores"]`` holds nRMSE, nRMSE over the
+trial, RMSE and r2 per held-out window and DoF (whole window); ``info["data_notes"]`` what
+the plant did to the data (resampling, clipping, delays).
+
+Calibration windows of different lengths are stacked padded (:func:`cut_windows`); windows
+at different rates are an error (the model runs at one rate: the dataset plant resamples
+such trials explicitly and says so).
 """
 
 from __future__ import annotations
@@ -79,28 +90,49 @@ def _reason(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- data
 
 
+def _pad(a: np.ndarray, n: int, linear: bool = False) -> np.ndarray:
+    """``a`` (T, ...) extended to ``n`` samples along axis 0: the last sample repeated, or
+    (``linear``) continued by the last step, so that a central difference at the last
+    sample equals the one-sided difference it had before padding."""
+    T = a.shape[0]
+    if n == T:
+        return a
+    k = np.arange(1, n - T + 1).reshape((-1,) + (1,) * (a.ndim - 1))
+    step = a[-1] - a[-2] if (linear and T > 1) else np.zeros_like(a[-1])
+    return np.concatenate([a, a[-1] + k * step], axis=0)
+
+
 def cut_windows(sets: tuple, windows: tuple) -> MuscleData:
     """The windows of ``sets`` stacked as trials of one :class:`MuscleData`.
+
+    Windows of different lengths are padded at their end to the longest (MTU lengths
+    continued linearly, everything else holding its last sample; time continued at the
+    rate) and ``meta["valid"]`` (S, T) marks each window's own samples: the calibration
+    loss averages each window over its own samples (000:Eq.8's 1/N_s per trial,
+    :meth:`~estimators.calibration.objectives.Objective.reference_variances`), and
+    ``meta["window_lengths"]`` lists them. The padding cannot reach back into a window: the
+    forward model is causal (activation filters, tendon states), and the fibre velocity at a
+    window's last sample is its one-sided difference either way.
 
     Parameters
     ----------
     sets : tuple of MuscleData
     windows : tuple of TrialWindow
-        All of one length and from sets of one rate.
+        From sets of one rate.
 
     Raises
     ------
     DataError
-        Windows of different lengths or rates (not supported yet), or outside their trial.
+        Windows of different rates (the model runs at one rate), or outside their trial.
     """
     if not windows:
         raise DataError("no window to cut")
-    lengths = {w.stop - w.start for w in windows}
     rates = {float(sets[w.set].fs) for w in windows}
-    if len(lengths) > 1 or len(rates) > 1:
-        raise DataError("windows of different lengths or rates cannot be stacked: "
-                        + ", ".join(f"{w.name or w.trial}: {w.stop - w.start} samples at "
-                                    f"{sets[w.set].fs:g} Hz" for w in windows))
+    if len(rates) > 1:
+        raise DataError("windows at different rates cannot be calibrated together (the model "
+                        "runs at one rate): "
+                        + ", ".join(f"{w.name or w.trial}: {sets[w.set].fs:g} Hz"
+                                    for w in windows))
     parts = []
     for w in windows:
         d = sets[w.set]
@@ -108,26 +140,33 @@ def cut_windows(sets: tuple, windows: tuple) -> MuscleData:
         if not (0 <= w.start < w.stop <= T) or not 0 <= w.trial < np.shape(d.torque)[0]:
             raise DataError(f"window {w} lies outside its trial set ({np.shape(d.torque)})")
         parts.append(w)
+    lengths = [w.stop - w.start for w in parts]
+    n = max(lengths)
+    padded = len(set(lengths)) > 1
 
-    def stack(get):
+    def stack(get, linear=False):
         arrs = [get(sets[w.set]) for w in parts]
         if any(a is None for a in arrs):
             return None
-        return np.stack([np.asarray(a)[w.trial, w.start:w.stop] for a, w in zip(arrs, parts)])
+        return np.stack([_pad(np.asarray(a)[w.trial, w.start:w.stop], n, linear)
+                         for a, w in zip(arrs, parts)])
 
     base = sets[parts[0].set]
     meta = {k: v for k, v in base.meta.items() if np.ndim(v) < 2 and k != "time"}
     if all("time" in sets[w.set].meta for w in parts):
         times = [np.asarray(sets[w.set].meta["time"], float) for w in parts]
         times = [t[w.trial] if t.ndim == 2 else t for t, w in zip(times, parts)]
-        cut = [t[w.start:w.stop] for t, w in zip(times, parts)]
+        cut = [_pad(t[w.start:w.stop], n, linear=True) for t, w in zip(times, parts)]
         meta["time"] = cut[0] if len(cut) == 1 else np.stack(cut)
     for k, v in base.meta.items():
         if np.ndim(v) >= 2 and all(k in sets[w.set].meta for w in parts):
             meta[k] = stack(lambda d, k=k: d.meta[k])
+    if padded:
+        meta["valid"] = np.arange(n)[None, :] < np.asarray(lengths)[:, None]
+        meta["window_lengths"] = lengths
     return dataclasses.replace(
         base, excitation=stack(lambda d: d.excitation), angle=stack(lambda d: d.angle),
-        torque=stack(lambda d: d.torque), lmt=stack(lambda d: d.lmt),
+        torque=stack(lambda d: d.torque), lmt=stack(lambda d: d.lmt, linear=True),
         moment_arm=stack(lambda d: d.moment_arm), stiffness=stack(lambda d: d.stiffness),
         meta=meta)
 
@@ -199,6 +238,42 @@ def _scores(ref: np.ndarray, est: np.ndarray, seg: int | None, skip: int) -> dic
     return out
 
 
+def _per_dof(ref: np.ndarray, est: np.ndarray, rms_trial: np.ndarray) -> dict:
+    """Whole-window scores per DoF, arrays (D,): ``nrmse`` (RMSE / RMS of the window's
+    reference), ``nrmse_trial`` (RMSE / RMS of the reference over the whole recorded trial,
+    which does not explode on a window where the reference is near zero), ``rmse`` (Nm)
+    and ``r2``."""
+    D = ref.shape[1]
+    out = {k: np.full(D, np.nan) for k in ("nrmse", "nrmse_trial", "rmse", "r2")}
+    for j in range(D):
+        a, b = ref[:, j], est[:, j]
+        ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() < 3:
+            continue
+        a, b = a[ok], b[ok]
+        e = rmse(a, b)
+        out["rmse"][j] = e
+        rms = np.sqrt(np.mean(a ** 2))
+        out["nrmse"][j] = e / rms if rms > 0 else np.nan
+        out["nrmse_trial"][j] = e / rms_trial[j] if rms_trial[j] > 0 else np.nan
+        out["r2"][j] = r2(a, b) if np.std(a) > 0 and np.std(b) > 0 else np.nan
+    return out
+
+
+def _negative_stiffness(k: np.ndarray, lengths, names: list[str], dofs: list[str]) -> dict:
+    """Samples where the modelled joint stiffness (S, T, D) is negative, per window (its own
+    ``lengths[s]`` samples): ``{name: {samples, of, min, dof}}``."""
+    out = {}
+    for s, name in enumerate(names):
+        ks = k[s, : int(lengths[s])]
+        neg = ks < 0
+        j = int(np.argmin(np.min(ks, axis=0))) if ks.size else 0
+        out[name or f"window {s}"] = {"samples": int(neg.sum()), "of": int(ks.size),
+                                      "min": float(ks.min()) if ks.size else 0.0,
+                                      "dof": dofs[j] if j < len(dofs) else str(j)}
+    return out
+
+
 # --------------------------------------------------------------------------- the task
 
 
@@ -221,6 +296,11 @@ class CalibrationTask(Task):
         "torque_nrmse": MetricInfo("lower", "", "held-out torque RMSE / RMS of the reference"),
         "torque_rmse": MetricInfo("lower", "Nm", "held-out torque RMSE"),
         "torque_r2": MetricInfo("higher", "", "held-out torque r2 (squared Pearson)"),
+        "torque_nrmse_trial": MetricInfo("lower", "", "held-out torque RMSE / RMS of the "
+                                                      "reference over its whole trial"),
+        "negative_stiffness_share": MetricInfo("lower", "", "share of calibration and "
+                                                            "held-out samples where the "
+                                                            "modelled joint stiffness < 0"),
         "stiffness_nrmse": MetricInfo("lower", "", "held-out stiffness nRMSE vs the reference"),
         "stiffness_rmse": MetricInfo("lower", "Nm/rad", "held-out stiffness RMSE vs the "
                                                         "reference"),
@@ -462,7 +542,11 @@ class CalibrationTask(Task):
                 keep = [k for k in channels if k != c]
                 res = inst.calibrate(data.model, mask_channels(cal, keep), obj, space=space)
                 tau = np.asarray(res.predicted["calibration"]["torque"])
-                score[c] = rmse(np.asarray(cal.torque).ravel(), tau.ravel())
+                ref = np.asarray(cal.torque)
+                if cal.meta.get("valid") is not None:  # windows' own samples only
+                    keep = np.asarray(cal.meta["valid"], dtype=bool)
+                    ref, tau = ref[keep], tau[keep]
+                score[c] = rmse(ref.ravel(), tau.ravel())
         return sorted(channels, key=lambda c: score[c])
 
     # ------------------------------------------------------------------ scoring
@@ -489,12 +573,31 @@ class CalibrationTask(Task):
                 arrays[f"mtu_{f}"] = v
         arrays["muscles"] = np.asarray(list(data.model.muscles))
         arrays["fs"] = np.asarray(float(getattr(data.model, "fs", cal.fs)))
+        if data.meta.get("emg_delay"):  # an electromechanical delay applied to the data
+            arrays["data_emg_delay"] = np.asarray(float(data.meta["emg_delay"]))
+        base_f = np.asarray(getattr(space.base, "f_max", []), dtype=float)
+        if base_f.shape == (len(data.model.muscles),):
+            arrays["mtu_initial_f_max"] = base_f
+        if cal.dofs:
+            arrays["dofs"] = np.asarray(list(cal.dofs))
+            r = np.asarray(cal.moment_arm, dtype=float)
+            if r.ndim == 3:
+                r = r[..., None]
+            arrays["mtu_dof_mask"] = np.any(np.abs(r) > 1e-9, axis=(0, 1))  # (M, D)
         pc = res.predicted.get("calibration") or self._predict(inst, data.model, space, res, cal)
         tq = np.asarray(cal.torque, dtype=float)
-        M["cal_torque_nrmse"] = float(np.mean([nrmse(tq[s, :, j], np.asarray(pc["torque"])[s, :, j])
+        valid = cal.meta.get("valid")
+        n_own = (np.full(tq.shape[0], tq.shape[1]) if valid is None
+                 else np.asarray(valid).sum(axis=1))
+        pt = np.asarray(pc["torque"], dtype=float)
+        M["cal_torque_nrmse"] = float(np.mean([nrmse(tq[s, :n_own[s], j], pt[s, :n_own[s], j])
                                                for s in range(tq.shape[0])
                                                for j in range(tq.shape[2])]))
-        err = obj.errors(pc, tq, None if cal.stiffness is None else np.asarray(cal.stiffness))
+        err = obj.errors(pc, tq, None if cal.stiffness is None else np.asarray(cal.stiffness),
+                         valid)
+        neg = ({} if "stiffness" not in pc else  # deep-lsq predicts no stiffness
+               _negative_stiffness(np.asarray(pc["stiffness"], dtype=float), n_own,
+                                   [w.name for w in data.calibration], list(cal.dofs)))
         M["e_tau"] = err["E_tau"]
         if "E_tau_K" in err:
             M["e_tau_k"] = err["E_tau_K"]
@@ -523,10 +626,26 @@ class CalibrationTask(Task):
                 "top_correlations": ident.get("top_correlations", [])[:5]}
         elif isinstance(ident, dict) and "error" in ident:
             oc.info["identifiability"] = {"error": str(ident["error"])[:300]}
-        self._held_out(oc, M, arrays, inst, data, space, sets, recorded, res)
+        self._held_out(oc, M, arrays, inst, data, space, sets, recorded, res, neg)
+        total = sum(n["of"] for n in neg.values())
+        n_neg = sum(n["samples"] for n in neg.values())
+        M["negative_stiffness_share"] = n_neg / total if total else 0.0
+        if n_neg:
+            worst = min(neg.items(), key=lambda kv: kv[1]["min"])
+            oc.info["negative_stiffness"] = (
+                f"modelled joint stiffness is negative at {n_neg} of {total} samples (worst "
+                f"{worst[1]['min']:.4g} Nm/rad in {worst[0]}); the -dr/dtheta F term of the "
+                "joint stiffness outweighs K_mtu r^2 there")
+        oc.info["negative_stiffness_by_window"] = {
+            k: {"samples": v["samples"], "of": v["of"], "min": v["min"]} for k, v in neg.items()}
         oc.metrics = M
         oc.info.update({"recorded": recorded, "penalty": obj.penalty,
                         "windows": [w.name for w in data.calibration]})
+        if cal.meta.get("window_lengths") is not None:
+            oc.info["window_lengths"] = [int(v) for v in cal.meta["window_lengths"]]
+        notes = data.meta.get("notes")
+        if notes:
+            oc.info["data_notes"] = [str(n)[:400] for n in notes][:40]
         for k, v in res.info.items():
             if isinstance(v, (str, bool, int, float)) and k not in oc.info and k != "x":
                 oc.info[k] = v
@@ -546,15 +665,22 @@ class CalibrationTask(Task):
         for k, v in hook(data.model, space, res, cal_full, held).items():
             oc.metrics[str(k)] = float(v)
 
-    def _held_out(self, oc, M, arrays, inst, data, space, sets, recorded, res) -> None:
+    def _held_out(self, oc, M, arrays, inst, data, space, sets, recorded, res, neg) -> None:
         if not data.held_out:
             return
         seg, skip = data.segment, data.skip_segments
         scores: dict[str, list] = {}
+        rows = []
         for i, w in enumerate(data.held_out):
             d = mask_channels(cut_windows(sets, (w,)), recorded)
             p = self._predict(inst, data.model, space, res, d)
             tq, pt = np.asarray(d.torque, float)[0], np.asarray(p["torque"], float)[0]
+            ks = np.asarray(p["stiffness"], float)[0]
+            label = w.name or f"held-out {i}"
+            neg[label] = _negative_stiffness(ks[None], [ks.shape[0]], [label],
+                                             list(d.dofs))[label]
+            full = np.asarray(sets[w.set].torque, float)[w.trial]
+            rms_trial = np.sqrt(np.mean(full ** 2, axis=0))  # (D,)
             for name, ref in (("torque", tq),
                               ("stiffness", None if d.stiffness is None else
                                np.asarray(d.stiffness, float)[0]),
@@ -562,14 +688,22 @@ class CalibrationTask(Task):
                                np.asarray(d.meta["true_stiffness"], float)[0])):
                 if ref is None:
                     continue
-                est = pt if name == "torque" else np.asarray(p["stiffness"], float)[0]
+                est = pt if name == "torque" else ks
                 s = _scores(ref, est, seg, skip)
                 for k, v in s.items():
                     scores.setdefault(f"{name}_{k}", []).append(v)
+            per = _per_dof(tq, pt, rms_trial)
+            ok = np.isfinite(per["nrmse_trial"])
+            if ok.any():
+                scores.setdefault("torque_nrmse_trial", []).append(
+                    float(np.mean(per["nrmse_trial"][ok])))
+            dofs = list(d.dofs) or [str(j) for j in range(tq.shape[1])]
+            for j, dof in enumerate(dofs):
+                rows.append({"window": label, "dof": dof,
+                             **{k: float(v[j]) for k, v in per.items()}})
             if i == 0 and seg is not None:
                 arrays["profile_torque_ref"] = _segments(tq, seg, skip).mean(0)
                 arrays["profile_torque"] = _segments(pt, seg, skip).mean(0)
-                ks = np.asarray(p["stiffness"], float)[0]
                 arrays["profile_stiffness"] = _segments(ks, seg, skip).mean(0)
                 if d.stiffness is not None:
                     arrays["profile_stiffness_ref"] = np.nanmean(
@@ -579,6 +713,10 @@ class CalibrationTask(Task):
                         np.asarray(d.meta["true_stiffness"], float)[0], seg, skip).mean(0)
                 if "unperturbed" in data.extra:
                     self._third(M, arrays, inst, data, space, sets, recorded, res, ks)
+            if i < 8:  # the first held-out windows' torque traces, for the report's figure
+                arrays[f"held_torque_ref_{i}"] = tq
+                arrays[f"held_torque_{i}"] = pt
+                arrays[f"held_stiffness_{i}"] = ks
         for k, vals in scores.items():
             if k.endswith("_per_segment"):
                 arrays[k] = np.concatenate(vals)
@@ -586,6 +724,7 @@ class CalibrationTask(Task):
                 oc.info[k] = float(np.mean(vals))
             else:
                 M[k] = float(np.mean(vals))  # windows weigh equally
+        oc.info["held_out_scores"] = rows[:200]
 
     def _third(self, M, arrays, inst, data, space, sets, recorded, res, k_pert) -> None:
         """The study's third test: stiffness unperturbed vs perturbed, paired along the cycle."""

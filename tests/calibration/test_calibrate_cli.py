@@ -324,3 +324,61 @@ def test_params_file_yaml_and_csv(tmp_path):
     y.write_bytes(b"mtus: {a: {f_max: 1}}\n\xff\n")
     with pytest.raises(DataError, match=r"p.yaml: not UTF-8 text \(byte 0xff at offset 22\)"):
         read_params_file(y, ["a"])
+
+
+# --------------------------------------------------------------------------- CEINMS XML
+
+
+def test_ceinms_subject_and_trial_xml_calibrate_like_the_files(example, cli_run):
+    """The same calibration from CEINMS XML: the initial values as a CEINMS subject file (the
+    example's initial.yaml written by the bench's subject writer: strength coefficient 1)
+    and trial2 as a CEINMS trial file listing its tables; the calibrated subject comes out as
+    CEINMS XML whose values are the run's."""
+    from bench.formats.ceinms_xml import read_ceinms_subject, write_ceinms_subject
+
+    root, ex = example
+    muscles = ["soleus", "gas_med", "gas_lat", "tib_ant", "per_long", "per_brev", "per_tert"]
+    init = {m: {k: float(v[i]) for k, v in ex["initial"].items()}
+            for i, m in enumerate(muscles)}
+    write_ceinms_subject(root / "data" / "example" / "subject.xml", init,
+                         {"ankle_angle": muscles})
+    (root / "data" / "example" / "trial2.xml").write_text(
+        "<inputData><muscleTendonLengthFile>trial2_lmt.txt</muscleTendonLengthFile>"
+        "<excitationsFile>trial2_emg.txt</excitationsFile><momentArmsFiles>"
+        '<momentArmsFile dofName="ankle_angle">trial2_ma_ankle_angle.txt</momentArmsFile>'
+        "</momentArmsFiles><externalTorquesFile>trial2_torque.txt</externalTorquesFile>"
+        "</inputData>")
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    trials = doc["plant"]["params"]["trials"]
+    trials["trial2"] = {"ceinms": "data/example/trial2.xml",
+                        "angles": "data/example/trial2_ik.mot",
+                        "stiffness": "data/example/trial2_stiffness.txt"}
+    path = _scenario(root, params={"initial": {"ceinms": "data/example/subject.xml"},
+                                   "trials": trials},
+                     methods=[ANNEALING], grid={"alpha": [1.0], "beta": [0.5],
+                                                "penalty": ["hard"],
+                                                "stiffness_reference": ["recorded"]})
+    out = root / "run_ceinms"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["calibrate", str(path), "--out", str(out), "--quiet"]) == 0
+    got = yaml.safe_load((out / "calibrated" / "SA.yaml").read_text())["calibration"]
+    ref = yaml.safe_load((cli_run / "calibrated" / "SA.yaml").read_text())["calibration"]
+    np.testing.assert_allclose(list(got["parameters"].values()),
+                               list(ref["parameters"].values()), rtol=1e-12)
+    # trial2 read through its XML scores exactly as trial2 read from its files
+    assert got["metrics"]["torque_nrmse"] == pytest.approx(ref["metrics"]["torque_nrmse"],
+                                                           rel=1e-12)
+    # the calibrated subject: strength coefficient = calibrated / initial f_max
+    sub = read_ceinms_subject(out / "calibrated" / "SA_subject.xml", muscles)
+    cal = read_params_file(out / "calibrated" / "SA.yaml", muscles, 128.0)
+    for k in ("f_max", "l_opt", "l_ts", "shape", "c1", "c2", "delay"):
+        np.testing.assert_allclose(sub.params[k], cal[k], rtol=1e-12, err_msg=k)
+    import xml.etree.ElementTree as ET
+
+    xml = ET.parse(out / "calibrated" / "SA_subject.xml").getroot()
+    gm = next(m for m in xml.iter("mtu") if m.findtext("name") == "gas_med")
+    assert float(gm.findtext("maxIsometricForce")) == pytest.approx(ex["initial"]["f_max"][1])
+    assert float(gm.findtext("strengthCoefficient")) == pytest.approx(
+        got["parameters"]["strength[gastrocnemii]"], rel=1e-12)
+    assert sub.dofs == {"ankle_angle": muscles}
