@@ -229,8 +229,8 @@ class AnkleTable1Layout(Layout):
                 if pub:
                     p = pub.get(str(seed)) or pub.get(seed) or {}
                     pr = p.get(key) if isinstance(p, dict) else None
-                    row += [(f"{_f(pr[k])} ({_f(pr.get('iqr', {}).get(k))})" if pr else "")
-                            for k, _ in _METRICS]
+                    row += [("" if not pr else _f(pr[k]) if pr.get("iqr", {}).get(k) is None
+                             else f"{_f(pr[k])} ({_f(pr['iqr'][k])})") for k, _ in _METRICS]
                 rows.append(row)
         for key, name in _ROWS:
             sel = [chosen[s][key] for s in subjects if key in chosen[s]]
