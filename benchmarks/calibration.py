@@ -4,7 +4,7 @@ Issue 21: a second-order least-squares calibrator must be >= 26x faster than *ou
 simulated annealing at equal or better held-out torque nRMSE, with its stop rule fixed on
 subjects other than the reported ones.
 
-Problems. Synthetic ankle subjects of the study (:mod:`bench.studies.ankle`): the model is
+Problems. Synthetic ankle subjects of the study (:mod:`plants.ankle_subject`): the model is
 calibrated on one task cycle (213 samples) of a perturbed trial against torque and the true
 joint stiffness (000:Eq.8, alpha = beta = 1; 26 parameters; 426 fit rows + 2982 range-penalty
 rows) and scored blindly on the 59 unseen cycles of the other trial (median per-cycle torque
@@ -75,19 +75,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench.metrics import cr2, nrmse
-from bench.studies.ankle import (
-    cut_cycles,
-    draw_subjects,
-    simulate_subject,
-    true_vector,
-    weighted_loss,
-)
-from estimators.calibration._problem import ModelLoss
+from bench.types import TrialWindow
+from estimators.calibration._problem import ModelLoss, WeightedModelLoss
 from estimators.calibration.annealing import anneal
 from estimators.calibration.gradient import adamw_minimize
 from estimators.calibration.identifiability import assess
 from estimators.calibration.least_squares import levenberg_marquardt
 from estimators.calibration.objectives import CalibrationSpace, Objective, assemble
+from estimators.calibration.task import cut_windows, true_vector
+from plants.ankle import AnklePlant
+from plants.ankle_subject import draw_subject
+from plants.muscle import params_to_dict
 from plants.muscle.model import MuscleModel
 
 #: AdamW settings; ``decay_steps`` is each step budget (the learning rate halves once).
@@ -107,23 +105,36 @@ class Setup:
         self.model = MuscleModel.from_ankle(128.0, tendon="rigid")
         self.space = CalibrationSpace.build(self.model.base_params, list(self.model.muscles),
                                             strength_groups=self.model.strength_groups)
-        self.smooth = weighted_loss(self.model, self.space, "smooth")
+        self.smooth = WeightedModelLoss(self.model, self.space,
+                                        Objective(1.0, 1.0, penalty="smooth"))
         self.hard = ModelLoss(self.model, self.space, Objective(1.0, 1.0, penalty="hard"))
         self.x0 = self.space.start_points(self.space.x0, 1, None)[0]
         self.hard_at = jax.jit(lambda x, d: self.hard(x, d))
         self.smooth_at = jax.jit(lambda x, d: self.smooth(x, jnp.asarray(W11), d))
 
 
-def make_problem(setup: Setup, subj, args) -> dict:
+def draw_subjects(n: int, rng: np.random.Generator) -> dict[int, dict]:
+    """Subjects 1..n drawn in turn from one generator (the same draws as the study's plant,
+    :func:`plants.ankle_subject.draw_subject`): index -> true parameters."""
+    out = {}
+    for i in range(1, n + 1):
+        params, _ = draw_subject(rng, fs=128.0)
+        out[i] = {"index": i, "params": params}
+    return out
+
+
+def make_problem(setup: Setup, subj: dict, args) -> dict:
     """One subject: calibration cycle, blind trial, prepared arrays, truth."""
     t = time.perf_counter()
-    pert, _ = simulate_subject(subj, {"n_cycles": args.n_cycles},
-                               np.random.default_rng([args.seed, subj.index]), unperturbed=False)
-    return {"subject": subj.index, "simulation_s": time.perf_counter() - t,
-            "n": int(pert.meta["samples_per_cycle"]), "cal": cut_cycles(pert, 0, 1, 1),
-            "blind": cut_cycles(pert, 1, 0, args.n_cycles),
-            "data": setup.smooth.prepare(cut_cycles(pert, 0, 1, 1)),
-            "x_true": true_vector(subj, setup.space)}
+    pert = AnklePlant(n_cycles=args.n_cycles, n_trials=2, perturbed=True).simulate_with(
+        np.random.default_rng([args.seed, subj["index"]]), subj["params"])
+    n = int(pert.meta["samples_per_cycle"])
+    cal = cut_windows((pert,), (TrialWindow(0, 0, n, 2 * n),))
+    truth = {k: np.asarray(v) for k, v in params_to_dict(subj["params"]).items()}
+    return {"subject": subj["index"], "simulation_s": time.perf_counter() - t,
+            "n": n, "cal": cal, "blind": cut_windows((pert,), (TrialWindow(0, 1, 0,
+                                                                         args.n_cycles * n),)),
+            "data": setup.smooth.prepare(cal), "x_true": true_vector(setup.space, truth)}
 
 
 def blind_scores(setup: Setup, x: np.ndarray, P: dict) -> tuple[float, float]:
@@ -466,8 +477,7 @@ def main(argv: list[str] | None = None) -> dict:
     confirm = [int(s) for s in args.confirm.split(",") if s.strip()]
     min_better = len(tuning) if args.min_better is None else args.min_better
     setup = Setup()
-    subjects = {s.index: s for s in draw_subjects(max(reported + tuning + confirm),
-                                                  np.random.default_rng(args.seed))}
+    subjects = draw_subjects(max(reported + tuning + confirm), np.random.default_rng(args.seed))
     probs = {}
     for i in reported + tuning + confirm:
         probs[i] = make_problem(setup, subjects[i], args)
