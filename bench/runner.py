@@ -173,7 +173,7 @@ def _items(scenario: Scenario, out: Path, done: set, summary: RunSummary) -> lis
         cells = []
         for u in group:
             for m in scenario.methods:
-                if m.status == "unavailable":
+                if m.status == "unavailable" and m.takes(u.cell.factors):
                     store.write_record(out, _record(
                         {"scenario": scenario.name, "seed": seed, "plant": scenario.plant.name},
                         {"cell_id": u.cell.cell_id, "unit_id": u.unit_id,
@@ -181,7 +181,8 @@ def _items(scenario: Scenario, out: Path, done: set, summary: RunSummary) -> lis
                         {"name": m.name, "label": m.label, "key": m.key, "params": m.params},
                         status="unavailable", reason=m.reason))
                     summary.computed["unavailable"] += 1
-            pending = [m for m in ready if (u.unit_id, m.key) not in done]
+            pending = [m for m in ready
+                       if (u.unit_id, m.key) not in done and m.takes(u.cell.factors)]
             if not pending:
                 summary.skipped_units += 1
                 continue

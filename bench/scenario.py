@@ -79,6 +79,7 @@ __all__ = [
     "canonical_json",
     "load_scenario",
     "short_hash",
+    "takes",
 ]
 
 #: Largest number of grid cells (after ``exclude``) a scenario may have.
@@ -119,6 +120,7 @@ class _MethodModel(_Strict):
     name: StrictStr = Field(min_length=1, max_length=300)
     label: StrictStr | None = Field(default=None, min_length=1, max_length=100)
     params: dict[StrictStr, Any] = Field(default_factory=dict)
+    cells: dict[StrictStr, list[Any]] | None = None
 
 
 class _ScenarioModel(_Strict):
@@ -169,6 +171,9 @@ class MethodSpec:
         Why it is unavailable.
     factors : tuple of str
         Grid factors that set one of its parameters.
+    cells : dict or None
+        The cells it runs in (factor -> levels); None: every cell. A costly reference method
+        may run on a few cells of a large grid.
     """
 
     name: str
@@ -178,6 +183,11 @@ class MethodSpec:
     status: str = "ok"
     reason: str = ""
     factors: tuple = ()
+    cells: dict | None = None
+
+    def takes(self, factors: dict) -> bool:
+        """Whether the method runs in the cell with these factor levels."""
+        return takes(self.cells, factors)
 
 
 @dataclass(frozen=True)
@@ -225,7 +235,8 @@ class Scenario:
             "exclude": _plain(list(self.exclude)),
             "methods": [
                 {"name": m.name, "label": m.label, "params": _plain(m.params), "key": m.key,
-                 "status": m.status, "reason": m.reason, "factors": list(m.factors)}
+                 "status": m.status, "reason": m.reason, "factors": list(m.factors),
+                 "cells": _plain(m.cells)}
                 for m in self.methods
             ],
             "seeds": list(self.seeds),
@@ -277,6 +288,15 @@ def canonical_json(obj: Any) -> str:
 def short_hash(obj: Any, n: int = 16) -> str:
     """First ``n`` hex digits of the sha256 of :func:`canonical_json` of ``obj``."""
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
+
+
+def takes(cells: dict | None, factors: dict) -> bool:
+    """Whether a method restricted to ``cells`` (factor -> levels; None: all) runs in the
+    cell with ``factors``."""
+    if not cells:
+        return True
+    return all(any(canonical_json(factors.get(f)) == canonical_json(v) for v in levels)
+               for f, levels in cells.items())
 
 
 def data_id(plant: str, params: dict) -> str:
@@ -492,8 +512,21 @@ def _check_methods_params(m: _ScenarioModel, col: Collector, res: _Resolved) -> 
                 col.add(("methods", idx, "params", pkey), err)
                 bad = True
         factors = tuple(f for f, k in res.kinds.items() if k == "method" and f in cons)
+        cells = m.methods[idx].cells
+        for f, levels in (cells or {}).items():
+            if f not in m.grid:
+                col.add(("methods", idx, "cells", f), f"{f!r} is not a grid factor"
+                        + valid_keys_hint(f, list(m.grid)))
+                continue
+            if not levels:
+                col.add(("methods", idx, "cells", f), "needs at least one level")
+            known = {canonical_json(v) for v in m.grid[f]}
+            for j, v in enumerate(levels):
+                if canonical_json(v) not in known:
+                    col.add(("methods", idx, "cells", f, j),
+                            f"{v!r} is not a level of {f} {m.grid[f]!r}")
         res.methods[i] = (MethodSpec(spec.name, spec.label, spec.params, spec.key, spec.status,
-                                     spec.reason, factors), cls)
+                                     spec.reason, factors, dict(cells) if cells else None), cls)
         if not bad:
             try:
                 cls(**spec.params, **{f: m.grid[f][0] for f in factors})._validate()

@@ -29,6 +29,7 @@ __all__ = [
     "array_path",
     "atomic_write_bytes",
     "consolidate",
+    "expected_pairs",
     "finished",
     "load_arrays",
     "read_plan",
@@ -144,14 +145,22 @@ def read_records(out: Path, plan: dict | None = None) -> list[dict]:
         return []
     wanted = None
     if plan is not None:
-        keys = [m["key"] for m in plan["methods"]]
-        wanted = {f"{u['unit_id']}__{k}" for u in plan["units"] for k in keys}
+        wanted = {f"{u['unit_id']}__{k}" for u, k in expected_pairs(plan)}
     recs = []
     for p in sorted(cells.glob("*.json")):
         if wanted is not None and p.stem not in wanted:
             continue
         recs.append(json.loads(p.read_text()))
     return recs
+
+
+def expected_pairs(plan: dict) -> list[tuple[dict, str]]:
+    """(unit, method key) of every record a run's plan asks for (a method restricted to
+    some cells with ``cells`` runs only in those)."""
+    from bench.scenario import takes
+
+    return [(u, m["key"]) for u in plan["units"] for m in plan["methods"]
+            if takes(m.get("cells"), u["factors"])]
 
 
 def finished(out: Path) -> set[tuple[str, str]]:

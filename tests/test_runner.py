@@ -194,3 +194,32 @@ def test_metric_status_primary_metric_decides():
                                       {"stiffness_error": float("nan"), "r2": 0.5})
     assert status == "failed" and "stiffness_error" in reason
     assert metric_status(["stiffness_error"], {"stiffness_error": 1.0}) == ("ok", "", None)
+
+
+def test_method_restricted_to_cells_runs_only_there_and_resume_is_complete(tmp_path):
+    methods = (f"  - {{name: '{F}:FakeLS', label: LS}}\n"
+               f"  - {{name: '{F}:FakeMean', label: mean, cells: {{snr_db: [10]}}}}")
+    sc = load_scenario(_scenario(tmp_path, methods))
+    assert [m.takes({"perturbation": "fgwn", "snr_db": 0}) for m in sc.methods] == [True, False]
+    out = tmp_path / "out"
+    s = run_scenario(sc, out, jobs=1, progress=False)
+    assert s.computed == {"ok": 12, "failed": 0, "unavailable": 0}  # 8 LS + 4 mean (snr 10)
+    rows = pq.read_table(out / "results.parquet").to_pylist()
+    assert {r["snr_db"] for r in rows if r["label"] == "mean"} == {10}
+    plan = store.read_plan(out)
+    assert len(store.expected_pairs(plan)) == 12
+    again = run_scenario(load_scenario(_scenario(tmp_path, methods)), out, jobs=1,
+                         progress=False)
+    assert again.skipped_units == 8 and again.computed["ok"] == 0
+
+
+def test_method_cells_name_unknown_factors_and_levels(tmp_path):
+    from bench.errors import ScenarioError
+
+    methods = (f"  - {{name: '{F}:FakeLS', label: LS, cells: {{snr: [10]}}}}\n"
+               f"  - {{name: '{F}:FakeMean', label: mean, cells: {{snr_db: [5]}}}}")
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(_scenario(tmp_path, methods))
+    msg = str(e.value)
+    assert "methods[0].cells.snr" in msg and "not a grid factor" in msg
+    assert "methods[1].cells.snr_db[0]" in msg and "not a level of snr_db" in msg

@@ -494,7 +494,7 @@ def _figure_ours_vs_ref(blocks: list[Block]) -> bytes | None:
 
 def partial_warning(plan: dict, records: list[dict]) -> str:
     """"Partial run: ..." when records are missing, else ""."""
-    expected = len(plan["units"]) * len(plan["methods"])
+    expected = len(store.expected_pairs(plan))
     if len(records) >= expected:
         return ""
     return (f"Partial run: {len(records)} of {expected} records exist; missing cells show "
