@@ -130,8 +130,8 @@ class CalibrationLayout(Layout):
             if neg:
                 rep.para(f"{m['label']}: in {len(neg)} calibration(s) the "
                          f"{neg[0]['info']['negative_stiffness']} (e.g. seed {neg[0]['seed']})."
-                         " A negative joint stiffness is unphysical for a passive joint: check "
-                         "the moment-arm derivatives (dr/dtheta) and the tendon model.",
+                         " Read the modelled stiffness there with care: check the moment-arm "
+                         "derivatives (dr/dtheta) and the tendon model.",
                          css="warn")
         self._data_notes(rep, records)
         self._held_out(rep, out, plan, records)

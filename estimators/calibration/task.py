@@ -80,6 +80,8 @@ from estimators.calibration.synergy import mask_channels
 __all__ = ["CalibrationTask", "build_space", "cut_windows", "true_vector"]
 
 _BATCH_FREE = ("alpha", "beta")
+#: Longest held-out window whose torque traces a record keeps for the report's figure.
+_TRACE_SAMPLES = 5000
 
 
 def _reason(exc: BaseException) -> str:
@@ -634,8 +636,8 @@ class CalibrationTask(Task):
             worst = min(neg.items(), key=lambda kv: kv[1]["min"])
             oc.info["negative_stiffness"] = (
                 f"modelled joint stiffness is negative at {n_neg} of {total} samples (worst "
-                f"{worst[1]['min']:.4g} Nm/rad in {worst[0]}); the -dr/dtheta F term of the "
-                "joint stiffness outweighs K_mtu r^2 there")
+                f"{worst[1]['min']:.4g} Nm/rad in {worst[0]}): sum(K_mtu r^2 - dr/dtheta F) "
+                "< 0 there (negative fibre stiffness or a large dr/dtheta F term)")
         oc.info["negative_stiffness_by_window"] = {
             k: {"samples": v["samples"], "of": v["of"], "min": v["min"]} for k, v in neg.items()}
         oc.metrics = M
@@ -713,10 +715,10 @@ class CalibrationTask(Task):
                         np.asarray(d.meta["true_stiffness"], float)[0], seg, skip).mean(0)
                 if "unperturbed" in data.extra:
                     self._third(M, arrays, inst, data, space, sets, recorded, res, ks)
-            if i < 8:  # the first held-out windows' torque traces, for the report's figure
-                arrays[f"held_torque_ref_{i}"] = tq
-                arrays[f"held_torque_{i}"] = pt
-                arrays[f"held_stiffness_{i}"] = ks
+            if i == 0 and tq.shape[0] <= _TRACE_SAMPLES:  # the report's figure (short windows)
+                arrays["held_torque_ref_0"] = tq
+                arrays["held_torque_0"] = pt
+                arrays["held_stiffness_0"] = ks
         for k, vals in scores.items():
             if k.endswith("_per_segment"):
                 arrays[k] = np.concatenate(vals)

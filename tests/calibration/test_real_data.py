@@ -40,9 +40,9 @@ HAS_OPENSIM = importlib.util.find_spec("opensim") is not None
 #: Held-out fit the shipped walking example must reach (least-squares, equilibrium tendon;
 #: measured 0.252 / 13.3 Nm / 0.931): swing and the next heel strike, calibrated on stance.
 WALK_BOUNDS = {"torque_nrmse_trial": 0.35, "torque_rmse": 18.0, "torque_r2": 0.85}
-#: Held-out fit of the NMSM trials (rigid tendon, least-squares; measured in the test's
-#: docstring): the end of the squat, calibrated on the gait trial and the squat's start.
-MTP_BOUNDS = {"torque_nrmse_trial": 0.4, "torque_r2": 0.7}
+#: Held-out fit of the NMSM trials (rigid tendon, least-squares; measured 0.309 / 14.0 Nm /
+#: 0.727): the end of the squat, calibrated on the gait trial and the squat's start.
+MTP_BOUNDS = {"torque_nrmse_trial": 0.4, "torque_r2": 0.65}
 
 
 # --------------------------------------------------------------------------- 4: lengths
