@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -76,8 +77,10 @@ def _print_issues(exc: ScenarioError) -> None:
         for issue in issues[:MAX_ISSUES_SHOWN]:
             print(issue, file=sys.stderr)
         n = len(issues)
-        if n > MAX_ISSUES_SHOWN:
-            print(f"... and {n - MAX_ISSUES_SHOWN} more of the same kind", file=sys.stderr)
+        if n > MAX_ISSUES_SHOWN:  # located at the first issue not shown
+            where = re.match(r"(.+?:\d+): |(.+?): ", str(issues[MAX_ISSUES_SHOWN]))
+            at = (where.group(1) or where.group(2)) + ": " if where else ""
+            print(f"{at}... and {n - MAX_ISSUES_SHOWN} more issues not shown", file=sys.stderr)
         print(f"{n} error{'s' if n != 1 else ''}; nothing was run.", file=sys.stderr)
     else:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ the command runs.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -61,12 +62,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             print(f"{r['label']}: {r['status']}: {r['reason']}", file=sys.stderr)
             continue
         mt = r["metrics"]
-        held = (f"held-out torque nRMSE {mt['torque_nrmse']:.3f}, RMSE "
+        trial = (f" (over the trial's RMS {mt['torque_nrmse_trial']:.3f})"
+                 if math.isfinite(mt.get("torque_nrmse_trial", math.nan)) else "")
+        held = (f"held-out torque nRMSE {mt['torque_nrmse']:.3f}{trial}, RMSE "
                 f"{mt.get('torque_rmse', float('nan')):.3g} Nm, r2 {mt.get('torque_r2'):.3f}"
                 if "torque_nrmse" in mt else "no held-out trials")
-        warn = r.get("info", {}).get("warning")
+        info = r.get("info", {})
+        notes = [f"warning: {info['warning']}"] if info.get("warning") else []
+        if info.get("negative_stiffness"):
+            notes.append(info["negative_stiffness"])
         print(f"{r['label']}: calibration torque nRMSE {mt.get('cal_torque_nrmse', 0):.3f}; "
-              f"{held}; {r['wall_time_s']:.1f} s" + (f" (warning: {warn})" if warn else ""))
+              f"{held}; {r['wall_time_s']:.1f} s"
+              + "".join(f" ({n})" for n in notes))
     c = summary.computed
     print(f"{c['ok']} ok, {c['failed']} failed; report {paths['md']}; calibrated parameters "
           + ", ".join(str(p) for p in exported.values()))

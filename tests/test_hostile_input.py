@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = (REPO / "scenarios" / "quickstart.yaml").read_text()
 SESSION = (REPO / "scenarios" / "rig-session.yaml").read_text()
 SUMMARY = re.compile(r"\d+ errors?; nothing was run\.")
-MORE = re.compile(r"\.\.\. and \d+ more of the same kind")  # beyond the issues shown
+MORE = re.compile(r".+: \.\.\. and \d+ more issues not shown")  # beyond the issues shown
 
 
 def _listing(root: Path) -> set[str]:
@@ -78,11 +78,11 @@ def _refused(rc: int, err: str, file: Path, *, line: bool = True) -> list[str]:
     assert "Traceback" not in err
     lines = [x for x in err.splitlines() if x.strip()]
     assert lines and SUMMARY.fullmatch(lines[-1]), err
+    pattern = re.escape(str(file)) + (r":\d+: \S" if line else r": \S")
+    for x in lines[:-1]:  # the count of the issues not shown is located too
+        assert re.match(pattern, x), x
     issues = [x for x in lines[:-1] if not MORE.fullmatch(x)]
     assert issues
-    pattern = re.escape(str(file)) + (r":\d+: \S" if line else r": \S")
-    for x in issues:
-        assert re.match(pattern, x), x
     return issues
 
 
@@ -182,7 +182,7 @@ def test_45000_duplicate_seeds_are_each_reported(work, capsys):
     issues = _refused(rc, err, path)
     # every duplicate is found; the first 50 are shown and the rest counted
     assert len(issues) == 50 and all("duplicate seed" in x for x in issues)
-    assert "... and 44949 more of the same kind" in err and "44999 errors;" in err
+    assert "... and 44949 more issues not shown" in err and "44999 errors;" in err
 
 
 def test_8000_duplicate_levels_of_one_factor_are_refused(work, capsys):
