@@ -52,6 +52,7 @@ from estimators.calibration._problem import (
     make_problem,
     predict,
     result_from,
+    valid_mask,
 )
 from estimators.calibration.identifiability import assess
 from estimators.calibration.objectives import CalibrationSpace, Objective
@@ -414,7 +415,7 @@ class GradientCalibrator(Calibrator):
             info = {"calibrator": "adamw", "restart_losses": res.fun[rows],
                     "steps": res.steps[rows], "batch_size": C,
                     "batch_wall_time": res.wall_time, **self.get_params(),
-                    **obj.errors(pred, torque, stiff),
+                    **obj.errors(pred, torque, stiff, valid_mask(data)),
                     # one compiled loss and Jacobian for the whole sweep: the weights are
                     # arguments, not part of the compiled function
                     "objective": float(call_compiled(fn, jnp.asarray(x), w, d)), "x": x}

@@ -56,9 +56,14 @@ from bench.errors import ConvergenceWarning, DataError, InvalidParameterError
 from bench.metrics import r2, rmse
 from bench.params import Interval
 from bench.types import CalibrationResult, MuscleData
-from estimators.calibration._problem import make_problem, predict, result_from
+from estimators.calibration._problem import make_problem, predict, result_from, valid_mask
 from estimators.calibration.gradient import adamw_minimize
-from estimators.calibration.objectives import CalibrationSpace, Objective, smooth_range_penalty
+from estimators.calibration.objectives import (
+    CalibrationSpace,
+    Objective,
+    sample_weights,
+    smooth_range_penalty,
+)
 
 __all__ = [
     "SynergyHybridCalibrator",
@@ -396,6 +401,9 @@ class SynergyHybridCalibrator(Calibrator):
         rec_mask = np.zeros(C, dtype=bool)
         rec_mask[rec] = True
         rec_mask_j = jnp.asarray(rec_mask)
+        # trials of different lengths: each averaged over its own samples (001:Eq.5 N_s)
+        valid = valid_mask(masked)
+        sw = (jnp.ones((S, T)) if valid is None else jnp.asarray(sample_weights(valid)))[..., None]
         n_p, n_h, n_w = sp.size, S * T * k, k * C
         w_e, w_s, w_r = self.w_e, self.w_s, self.range_weight
 
@@ -413,8 +421,8 @@ class SynergyHybridCalibrator(Calibrator):
             out = model.simulate(sp.unpack(xp), inputs)
             J = objective(out, *refs)  # moment term + 001:Eq.4 (lm, strain)
             # 001:Eq.5 F^exc; N_r, N_s averages
-            f_rec = w_e * jnp.mean(jnp.square(e_rec - recon[..., rec]))
-            f_syn = (w_s * jnp.mean(jnp.square(recon[..., syn])) if syn.size else 0.0)
+            f_rec = w_e * jnp.mean(sw * jnp.square(e_rec - recon[..., rec]))
+            f_syn = (w_s * jnp.mean(sw * jnp.square(recon[..., syn])) if syn.size else 0.0)
             # 001:Eq.4 range penalties of synthesized excitations, primitives, weightings
             p_syn = (smooth_range_penalty(recon[..., syn], 0.0, 1.0, w_r) if syn.size else 0.0)
             p_hw = (smooth_range_penalty(H, 0.0, 1.0, w_r)

@@ -99,6 +99,41 @@ def test_windows_of_different_lengths_average_each_over_its_own_samples(penalty)
     assert prob.valid is not None and prob.valid.sum() == 323
 
 
+
+def test_padded_windows_count_only_their_own_samples_in_adamw_and_synergy_terms():
+    """The AdamW sweep's E_tau and the synergy-hybrid tracking term average each window over
+    its own samples (the padding of a short window never enters)."""
+    from estimators.calibration.gradient import GradientCalibrator
+    from estimators.calibration.objectives import CalibrationSpace, Objective
+    from estimators.calibration.synergy import SynergyHybridCalibrator
+    from estimators.calibration.task import cut_windows
+
+    d, model = _ankle()
+    space = CalibrationSpace.build(model.base_params, list(model.muscles))
+    both = cut_windows((d,), (TrialWindow(0, 0, 0, 150), TrialWindow(0, 0, 200, 260)))
+    valid = both.meta["valid"]
+    # the padding differs from the samples it pads: a leak would show in the numbers
+    assert not valid.all()
+    objs = [Objective(1.0, 0.0), Objective(1.0, 0.5)]
+    res = GradientCalibrator(restarts=1, max_steps=3).calibrate_many(model, both, objs,
+                                                                     space=space)
+    for r in res:
+        pred = r.predicted["calibration"]
+        ref = np.asarray(both.torque)[valid]
+        est = np.asarray(pred["torque"])[valid]
+        assert r.info["E_tau"] == pytest.approx(np.var(est - ref) / np.var(ref), rel=1e-9)
+    syn = SynergyHybridCalibrator(recorded=[0, 1, 2], n_synergies=2, max_steps=3)
+    with warnings.catch_warnings():  # 3 steps: the terms are what is checked here
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        r = syn.calibrate(model, both, objs[0], space=space)
+    H, W = r.info["primitives"], r.info["weights"]
+    exc = np.asarray(both.excitation, float)[..., [0, 1, 2]]
+    sq = (exc - np.einsum("stk,kc->stc", H, W)[..., [0, 1, 2]]) ** 2
+    per_window = [sq[i][valid[i]].mean() for i in range(2)]
+    assert r.info["loss_terms"]["recorded_tracking"] == pytest.approx(
+        syn.w_e * np.mean(per_window), rel=1e-5)
+
+
 def test_trials_at_other_rates_need_an_explicit_resample(tmp_path):
     from bench.grid import unit_rng, units
     from bench.scenario import load_scenario
