@@ -137,9 +137,15 @@ def test_alignment_alone_recovers_the_warped_phase(align, bound):
 def test_alignment_restores_ensemble_error(method, jitter, margin):
     clean = MSDPlant().simulate(np.random.default_rng(0))
     jit = MSDPlant(**jitter).simulate(np.random.default_rng(0))
-    e_clean = _record_error(clean, Aligned(method=method, align="none").estimate(clean))
-    e_raw = _record_error(jit, Aligned(method=method, align="none").estimate(jit))
-    e_dtw = _record_error(jit, Aligned(method=method, align="dtw").estimate(jit))
+    # the period's edges left to the windows that cover them in all three (the estimate of
+    # the edges across the period boundary is not what alignment is tested on)
+    mp = {"contiguous": False}
+    e_clean = _record_error(clean, Aligned(method=method, align="none",
+                                           method_params=mp).estimate(clean))
+    e_raw = _record_error(jit, Aligned(method=method, align="none",
+                                       method_params=mp).estimate(jit))
+    e_dtw = _record_error(jit, Aligned(method=method, align="dtw",
+                                       method_params=mp).estimate(jit))
     assert e_raw > e_clean + 7.0  # misalignment hurts the raw ensemble
     assert e_dtw < e_clean + margin  # alignment restores it to within the margin
 
