@@ -79,6 +79,9 @@ class Estimator(_Parametrized, abc.ABC):
 
     name: ClassVar[str] = ""
     tags: ClassVar[Tags] = Tags()
+    #: Where this implementation departs from its source paper, in a sentence or two of
+    #: plain facts; reports print it under the tables that compare with the published values.
+    deviations: ClassVar[str] = ""
 
     def estimate(self, data: Realizations) -> ImpedanceEstimate:
         """Estimate the impedance of ``data``.

@@ -76,6 +76,7 @@ class FakeLS(Estimator):
 
     name = "fake_ls"
     tags = Tags(min_realizations=2)
+    deviations = "a static gain per sample, not the source's method (fake)."
     _parameter_constraints = {"delay": [Interval(float, 0, 10)]}
 
     def __init__(self, *, delay: float = 0.0) -> None:

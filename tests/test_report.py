@@ -90,3 +90,21 @@ def test_report_without_arrays_or_reference(run_dir, tmp_path):
 def test_report_of_non_run_dir_fails_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="not an impbench run directory"):
         write_report(tmp_path)
+
+
+def test_counts_against_the_reference_are_summed_over_panels(run_dir):
+    md = write_report(run_dir)["md"].read_text()
+    rows = pq.read_table(run_dir / "results.parquet").to_pylist()
+    ls = np.mean([r["stiffness_error"] for r in rows if r["label"] == "LS"
+                  and r["perturbation"] == "fgwn" and r["snr_db"] == 0])
+    mean = np.mean([r["stiffness_error"] for r in rows if r["label"] == "mean"
+                    and r["perturbation"] == "fgwn" and r["snr_db"] == 0])
+    total = md.split("## Against the reference, all panels")[1].split("##")[0]
+    # one reference cell per method (fgwn, 0 dB); prbs 10 dB's reference failed ("-")
+    want_ls = int(ls <= 10.0)
+    assert f"| LS | {want_ls} of 1 | {int(ls > 12.0)} |" in total
+    assert f"| mean | {int(mean <= 44.7)} of 1 | {int(mean > 1.2 * 44.7)} |" in total
+    n_at = want_ls + int(mean <= 44.7)
+    assert f"| all methods | {n_at} of 2 ({50 * n_at:.1f} %) |" in total
+    # each method's own statement of its departures from the source, once
+    assert md.count("LS: a static gain per sample, not the source's method (fake).") == 1

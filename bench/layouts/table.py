@@ -299,6 +299,7 @@ class Block:
     coverage: dict = field(default_factory=dict)
     pairs: dict = field(default_factory=dict)
     spread: list = field(default_factory=list)
+    panel: Any = None
 
 
 class _Notes:
@@ -353,7 +354,8 @@ def build_blocks(plan: dict, records: list[dict], notes: _Notes,
         sw = {} if split is None else {split: slevel}
         pw = {} if panels is None else {panels: plevel}
         title = ", ".join(f"{f} = {v}" for f, v in ({**sw, **pw}).items()) or "all cells"
-        block = Block(title=title, head=list(lay["rows"]) if cross else ["factor", "level"])
+        block = Block(title=title, head=list(lay["rows"]) if cross else ["factor", "level"],
+                      panel=plevel)
 
         def cell(where: dict, m: dict, median: bool, block=block) -> tuple[str, str]:
             recs = [r for r in by_method[m["key"]] if _matches(r["factors"], where)]
@@ -429,7 +431,26 @@ def _counts(block: Block, labels: list[str]) -> list[list[str]]:
     return rows
 
 
-def _why_note(plan: dict, block: Block, labels: list[str], has_support: bool) -> list[str]:
+def _edges_note(plan: dict, records: list[dict]) -> str:
+    """Which methods estimated the period's edges across the realization boundary
+    (``info["contiguous"]`` of their records), or ``""`` when no record says."""
+    said = []
+    for m in plan["methods"]:
+        flags = [r.get("info", {}).get("contiguous") for r in records
+                 if r["method_key"] == m["key"] and r["status"] == "ok"]
+        flags = [f for f in flags if isinstance(f, bool)]
+        if flags:
+            n = sum(flags)
+            said.append(f"{m['label']} {'in all' if n == len(flags) else f'in {n} of'} "
+                        f"{len(flags)} records" if n else f"{m['label']} in none")
+    if not said:
+        return ""
+    return ("Edges of the period estimated across the realization boundary (contiguous "
+            "records; contiguous=True, or 'auto' on contiguous data): " + "; ".join(said)
+            + ". Methods not listed do not use the flag.")
+
+
+def _why_note(plan: dict, block: Block, has_support: bool) -> list[str]:
     """Facts the run knows that make ours differ from the reference (no free text)."""
     ref = plan.get("reference") or {}
     facts = [f"Ours is the mean ± sd over {len(plan['seeds'])} seed(s) per cell, each seed a "
@@ -442,6 +463,12 @@ def _why_note(plan: dict, block: Block, labels: list[str], has_support: bool) ->
         facts.append("Ours is scored on the samples every method in the table estimated "
                      "(the common support; coverage row); the source scored each method on "
                      "its own samples.")
+    return facts
+
+
+def _deviations(plan: dict) -> list[str]:
+    """Each method's own statement of where it departs from its source (``deviations``)."""
+    out = []
     for m in plan["methods"]:
         try:
             cls = registry.resolve("estimators" if plan.get("task", "impedance") == "impedance"
@@ -449,9 +476,39 @@ def _why_note(plan: dict, block: Block, labels: list[str], has_support: bool) ->
         except Exception:  # an unavailable method states nothing
             continue
         dev = getattr(cls, "deviations", "")
-        if dev and m["label"] in labels:
-            facts.append(f"{m['label']}: {dev}")
-    return facts
+        if dev:
+            out.append(f"{m['label']}: {dev}")
+    return out
+
+
+def _count_totals(blocks: list[Block], labels: list[str], panels: str | None
+                  ) -> tuple[list[str], list[list[str]]]:
+    """Counts against the reference summed over the panels (per ``panels`` level)."""
+    levels = list(dict.fromkeys(b.panel for b in blocks))
+    head = ["method"]
+    for lv in levels:
+        name = "" if panels is None else f", {panels} = {lv}"
+        head += [f"at or below{name}", f"worse > {100 * WORSE_BY:.0f} %{name}"]
+    rows, tot = [], {lv: [0, 0, 0] for lv in levels}
+    for lab in labels:
+        row, any_ = [lab], False
+        for lv in levels:
+            pairs = [p for b in blocks if b.panel == lv for p in b.pairs.get(lab, [])]
+            at = sum(o <= r for o, r in pairs)
+            worse = sum(o > (1 + WORSE_BY) * r for o, r in pairs)
+            any_ |= bool(pairs)
+            tot[lv][0] += at
+            tot[lv][1] += worse
+            tot[lv][2] += len(pairs)
+            row += [f"{at} of {len(pairs)}" if pairs else "-", str(worse) if pairs else "-"]
+        if any_:
+            rows.append(row)
+    total = ["all methods"]
+    for lv in levels:
+        at, worse, n = tot[lv]
+        total += [f"{at} of {n} ({100 * at / n:.1f} %)" if n else "-", str(worse) if n else "-"]
+    rows.append(total)
+    return head, rows
 
 
 def _figure_ours_vs_ref(blocks: list[Block]) -> bytes | None:
@@ -531,7 +588,9 @@ class TableLayout(Layout):
         blocks = build_blocks(plan, records, notes, support)
         rep = Report(f"impbench report: {plan['name']}", partial_warning(plan, records))
         rep.para(plan.get("description", ""))
-        rep.para(f"Plant `{plan['plant']['name']}` with {json.dumps(plan['plant']['params'])}; "
+        fixed = plan["plant"]["params"]
+        rep.para(f"Plant `{plan['plant']['name']}`"
+                 + (f" with {json.dumps(fixed)}" if fixed else "") + "; "
                  f"grid {', '.join(f'{k} {v}' for k, v in plan['grid'].items())}; seeds "
                  f"{plan['seeds']}; {len(plan['units'])} units, {len(records)} records.")
         rep.heading(f"Table: {metric}{unit}")
@@ -547,6 +606,9 @@ class TableLayout(Layout):
         rep.para("; ".join(what[:-1]) + ". " + what[-1])
         if ref and ref.get("note"):
             rep.para(f"Reference note: {ref['note']}")
+        edges = _edges_note(plan, records)
+        if edges:
+            rep.para(edges)
         has_ref = {lab for b in blocks for row in b.rows for lab, (_, r) in row[2].items() if r}
         has_ref |= {lab for b in blocks for lab, (_, r) in b.median.items() if r}
         head_m = []
@@ -584,7 +646,18 @@ class TableLayout(Layout):
                 rep.table(["method", "at or below", f"worse > {100 * WORSE_BY:.0f} %"], counts)
             if ref:
                 rep.para("Why ours differs: " + " ".join(
-                    _why_note(plan, b, labels, bool(support))))
+                    _why_note(plan, b, bool(support))))
+        if ref and any(b.pairs for b in blocks):
+            rep.heading("Against the reference, all panels")
+            head, rows = _count_totals(blocks, labels, plan["layout"].get("panels"))
+            rep.para("Rows where both exist, summed over the panels: at or below the reference, "
+                     f"and worse by more than {100 * WORSE_BY:.0f} %.")
+            rep.table(head, rows)
+            devs = _deviations(plan)
+            if devs:
+                rep.para("Where our methods depart from the source (each method's own "
+                         "statement):")
+                rep.bullets(devs)
         if notes.items:
             rep.para("Notes:")
             rep.bullets(notes.items, ordered=True)

@@ -85,6 +85,11 @@ class EIRF(Estimator):
     """
 
     name: ClassVar[str] = "eirf"
+    deviations: ClassVar[str] = (
+        'rank-deficient steps are inverted by a truncated SVD with the rank chosen by held-out '
+        "VAF (rcond='cv'), so multisine (10 distinct inputs in 50 realizations) and short PRBS "
+        'records get numbers; the thesis inverted the correlation matrix as is.'
+    )
     tags: ClassVar[Tags] = Tags(time_varying=True, needs_ensemble=True, min_realizations=2)
     _parameter_constraints: ClassVar[dict] = {
         "n_lags": [Interval(int, 1, 200)],

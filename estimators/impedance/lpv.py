@@ -128,6 +128,11 @@ class LPV(Estimator):
     """
 
     name: ClassVar[str] = "lpv"
+    deviations: ClassVar[str] = (
+        "the thesis's LPV grows worse with SNR; ours has no such bias and improves with SNR. "
+        'Its schedule is the measured driver of K (a noise-free copy of the K shape), an '
+        'advantage the other methods do not have.'
+    )
     tags: ClassVar[Tags] = Tags(needs_schedule=True, needs_ensemble=False, min_realizations=1)
     _parameter_constraints: ClassVar[dict] = {
         "max_order": [Interval(int, 1, 10)],
