@@ -42,6 +42,7 @@ the ensemble at the first (last) steps and every time step is estimable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,7 @@ __all__ = [
     "EnsembleStats",
     "coverage_info",
     "ensemble_statistics",
+    "estimate_from_stats",
     "fit_second_order",
     "impedance_from_irf",
     "input_spectrum",
@@ -721,3 +723,88 @@ def coverage_info(K: np.ndarray, contiguous: bool) -> dict:
         runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1) if idx.size else []
         text = ", ".join(f"{r[0]}-{r[-1]}" if r.size > 1 else f"{r[0]}" for r in runs) or "none"
     return {"coverage": float(ok.mean()), "contiguous": bool(contiguous), "covered": text}
+
+
+def estimate_from_stats(
+    stats: EnsembleStats,
+    fold_stats: Callable[[np.ndarray], EnsembleStats],
+    *,
+    R: int,
+    dt: float,
+    u: np.ndarray,
+    rank: str,
+    rcond: float | str | None,
+    n_folds: int,
+    stiffness: str,
+    contiguous: bool,
+    owner: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Per-step IRFs from ensemble sums (004:Eq.14) with the truncated-SVD rank rule, and the
+    impedance read from them: the common end of eIRF and SDS.
+
+    Parameters
+    ----------
+    stats : EnsembleStats
+        Sums over all R realizations.
+    fold_stats : callable
+        ``fold_stats(weights)`` -> the same sums with realization weights ``weights``
+        (shape (R,), 0/1), for the held-out choice of ``rcond``.
+    R : int
+        Number of realizations.
+    dt : float, s
+    u : ndarray, shape (R, N), rad
+        Mean-removed input (for the stiffness fit).
+    rank : {"mdl", "full"}
+    rcond : float, "cv" or None
+        Relative eigenvalue threshold of the pseudo-inverse; "cv" chooses it from
+        :data:`RCOND_GRID` by held-out VAF over ``n_folds`` folds (:func:`select_rcond`).
+    n_folds : int
+    stiffness : str
+        As :func:`impedance_from_irf`.
+    contiguous : bool
+        Whether the sums used neighbouring periods at the realization edges.
+    owner : str
+        Estimator name for error messages.
+
+    Returns
+    -------
+    K, B, I : ndarray, shape (N,)
+    h : ndarray, shape (N, L)
+    info : dict
+        ``rank`` per step and its min/median/max, ``rcond``, ``rcond_scores``, ``vaf``,
+        ``nan_steps``, coverage (:func:`coverage_info`) and ``warnings``.
+
+    Raises
+    ------
+    DataError
+        ``rcond="cv"`` with fewer than ``n_folds`` realizations, or no step estimated.
+    """
+    from bench.errors import DataError
+
+    scores: dict[float, float] = {}
+    if rcond == "cv":
+        if R < n_folds:
+            raise DataError(f"{owner} with rcond='cv' needs at least n_folds={n_folds} "
+                            f"realizations; got {R}.")
+        V, _ = lag_subspace(stats, "full")
+        folds = np.arange(R) % n_folds
+        held = [project_stats(fold_stats((folds == k).astype(float)), V)
+                for k in range(n_folds)]
+        rcond, scores = select_rcond(project_stats(stats, V), held, dt, rank)
+    h, order, warns, vaf = solve_projected(stats, dt, rank, rcond)  # 004:Eq.14
+    require_estimate(h[:, 0], warns, owner)
+    K, B, I = impedance_from_irf(h, stats.lags, dt, u, stiffness)
+    used = order[order > 0]
+    info = {
+        "rank": order,
+        "rank_min": int(used.min()) if used.size else 0,
+        "rank_median": float(np.median(used)) if used.size else 0.0,
+        "rank_max": int(used.max()) if used.size else 0,
+        "rcond": rcond,
+        "rcond_scores": scores,
+        "vaf": vaf,
+        "nan_steps": int(np.sum(~np.isfinite(K))),
+        **coverage_info(K, contiguous),
+        "warnings": warns,
+    }
+    return K, B, I, h, info

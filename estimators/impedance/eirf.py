@@ -26,10 +26,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
-
 from bench.base import Estimator, Tags
-from bench.errors import DataError
 from bench.params import Interval, Options
 from bench.types import ImpedanceEstimate, Realizations
 from estimators.impedance import _core
@@ -123,41 +120,14 @@ class EIRF(Estimator):
         u = _core.remove_mean(data.u, "ensemble")
         y = _core.remove_mean(data.y, "ensemble")
         stats = _core.ensemble_statistics(u, y, lags, contiguous=contiguous)  # 004:Eq.15-17
-        rcond, scores = self.rcond, {}
-        if rcond == "cv":
-            if data.R < self.n_folds:
-                raise DataError(
-                    f"EIRF with rcond='cv' needs at least n_folds={self.n_folds} "
-                    f"realizations; got {data.R}."
-                )
-            V, _ = _core.lag_subspace(stats, "full")
-            folds = np.arange(data.R) % self.n_folds
-            fold_stats = [
-                _core.project_stats(_core.ensemble_statistics(
-                    u, y, lags, contiguous=contiguous, weights=(folds == k).astype(float)), V)
-                for k in range(self.n_folds)
-            ]
-            rcond, scores = _core.select_rcond(
-                _core.project_stats(stats, V), fold_stats, data.dt, self.rank
-            )
-        h, order, warns, vaf = _core.solve_projected(stats, data.dt, self.rank, rcond)  # Eq.14
-        _core.require_estimate(h[:, 0], warns, type(self).__name__)
-        K, B, I = _core.impedance_from_irf(h, lags, data.dt, u, self.stiffness)
-        used = order[order > 0]
+        K, B, I, h, info = _core.estimate_from_stats(
+            stats,
+            lambda w: _core.ensemble_statistics(u, y, lags, contiguous=contiguous, weights=w),
+            R=data.R, dt=data.dt, u=u, rank=self.rank, rcond=self.rcond,
+            n_folds=self.n_folds, stiffness=self.stiffness, contiguous=contiguous,
+            owner=type(self).__name__,
+        )
         return ImpedanceEstimate(
             K=K, B=B, I=I, irf=h, lags=lags * data.dt,
-            info={
-                **self.get_params(),
-                "lags_samples": lags,
-                "rank": order,
-                "rank_min": int(used.min()) if used.size else 0,
-                "rank_median": float(np.median(used)) if used.size else 0.0,
-                "rank_max": int(used.max()) if used.size else 0,
-                "rcond": rcond,
-                "rcond_scores": scores,
-                "vaf": vaf,
-                "nan_steps": int(np.sum(~np.isfinite(K))),
-                **_core.coverage_info(K, contiguous),
-                "warnings": warns,
-            },
+            info={**self.get_params(), "lags_samples": lags, **info},
         )

@@ -144,41 +144,13 @@ class SDS(Estimator):
         flat = (_core.ensemble_statistics(u.reshape(1, -1), y.reshape(1, -1), lags)
                 if contiguous else None)
         stats = self._stats(u, y, lags, contiguous, flat=flat)
-        rcond, scores = self.rcond, {}
-        if rcond == "cv":
-            if data.R < self.n_folds:
-                raise DataError(
-                    f"SDS with rcond='cv' needs at least n_folds={self.n_folds} "
-                    f"realizations; got {data.R}."
-                )
-            V, _ = _core.lag_subspace(stats, "full")
-            folds = np.arange(data.R) % self.n_folds
-            fold_stats = [
-                _core.project_stats(
-                    self._stats(u, y, lags, contiguous, (folds == k).astype(float), flat), V)
-                for k in range(self.n_folds)
-            ]
-            rcond, scores = _core.select_rcond(
-                _core.project_stats(stats, V), fold_stats, data.dt, self.rank
-            )
-        h, order, warns, vaf = _core.solve_projected(stats, data.dt, self.rank, rcond)
-        _core.require_estimate(h[:, 0], warns, type(self).__name__)
-        K, B, I = _core.impedance_from_irf(h, lags, data.dt, u, self.stiffness)
-        used = order[order > 0]
+        K, B, I, h, info = _core.estimate_from_stats(
+            stats, lambda w: self._stats(u, y, lags, contiguous, w, flat),
+            R=data.R, dt=data.dt, u=u, rank=self.rank, rcond=self.rcond,
+            n_folds=self.n_folds, stiffness=self.stiffness, contiguous=contiguous,
+            owner=type(self).__name__,
+        )
         return ImpedanceEstimate(
             K=K, B=B, I=I, irf=h, lags=lags * data.dt,
-            info={
-                **self.get_params(),
-                "lags_samples": lags,
-                "rank": order,
-                "rank_min": int(used.min()) if used.size else 0,
-                "rank_median": float(np.median(used)) if used.size else 0.0,
-                "rank_max": int(used.max()) if used.size else 0,
-                "rcond": rcond,
-                "rcond_scores": scores,
-                "vaf": vaf,
-                "nan_steps": int(np.sum(~np.isfinite(K))),
-                **_core.coverage_info(K, contiguous),
-                "warnings": warns,
-            },
+            info={**self.get_params(), "lags_samples": lags, **info},
         )
