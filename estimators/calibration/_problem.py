@@ -35,8 +35,8 @@ from estimators.calibration.objectives import (
     sample_weights,
 )
 
-__all__ = ["ModelLoss", "Problem", "WeightedModelLoss", "call_compiled", "default_space",
-           "make_problem", "predict", "result_from", "valid_mask"]
+__all__ = ["ModelLoss", "Problem", "WeightedModelLoss", "best_restarts", "call_compiled",
+           "default_space", "make_problem", "predict", "result_from", "valid_mask"]
 
 
 def valid_mask(data: MuscleData) -> np.ndarray | None:
@@ -314,3 +314,27 @@ def result_from(
         predicted={"calibration": pred},
         info=info,
     )
+
+
+def best_restarts(fun: np.ndarray, n_objectives: int, restarts: int
+                  ) -> list[tuple[np.ndarray, int]]:
+    """Rows of each objective in a weight sweep solved as one batch (objective-major, the
+    objective's ``restarts`` start points together) and the row of its lowest finite loss.
+
+    Parameters
+    ----------
+    fun : ndarray, shape (n_objectives * restarts,)
+        Final loss of every row.
+
+    Returns
+    -------
+    list of (rows, best)
+        ``rows`` (shape (restarts,)) and ``best`` (one of them) per objective.
+    """
+    fun = np.asarray(fun, dtype=float)
+    out = []
+    for c in range(n_objectives):
+        rows = np.arange(c * restarts, (c + 1) * restarts)
+        f = fun[rows]
+        out.append((rows, int(rows[int(np.argmin(np.where(np.isfinite(f), f, np.inf)))])))
+    return out

@@ -92,6 +92,7 @@ from bench.params import Interval
 from bench.types import CalibrationResult, MuscleData
 from estimators.calibration._problem import (
     WeightedModelLoss,
+    best_restarts,
     call_compiled,
     default_space,
     make_problem,
@@ -538,10 +539,7 @@ class LeastSquaresCalibrator(Calibrator):
         torque = np.asarray(d["torque"])
         stiff = None if d["stiffness"] is None else np.asarray(d["stiffness"])
         out = []
-        for c, obj in enumerate(objectives):
-            rows = np.arange(c * R, (c + 1) * R)
-            b = rows[int(np.argmin(np.where(np.isfinite(res.fun[rows]), res.fun[rows],
-                                            np.inf)))]
+        for obj, (rows, b) in zip(objectives, best_restarts(res.fun, C, R)):
             x = np.asarray(res.x[b])
             w = jnp.asarray([obj.alpha, obj.beta])
             pred = predict(model, sp, x, data)
