@@ -13,7 +13,15 @@ __all__ = [
     "InvalidParameterError",
     "RegistryError",
     "ScenarioError",
+    "failure_reason",
 ]
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for a record's ``reason``: ``"Type: first line of the message"`` (500
+    characters at most)."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {msg}"[:500]
 
 
 class InvalidParameterError(ValueError):

@@ -27,6 +27,7 @@ from typing import Any
 from threadpoolctl import threadpool_limits
 
 from bench import registry, store
+from bench.errors import failure_reason
 from bench.executors import Executor, SerialExecutor, get_executor
 from bench.grid import unit_rng, units, work_items
 from bench.scenario import Scenario
@@ -70,11 +71,6 @@ class RunSummary:
     crashed: list = field(default_factory=list)
     jobs: int = 1
     wall_s: float = 0.0
-
-
-def _reason(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {msg}"[:500]
 
 
 def _record(item: dict, cell: dict, m: dict, **fields: Any) -> dict:
@@ -122,7 +118,7 @@ def _run_work_item(item: dict) -> list[dict]:
         data = plant.simulate(unit_rng(item["data_id"], item["seed"]))
         err = None
     except Exception as exc:  # the plant failed: every method of the item fails with it
-        err = f"plant: {_reason(exc)}"
+        err = f"plant: {failure_reason(exc)}"
     item["sim_time_s"] = time.perf_counter() - t0
     records: list[dict] = []
     pending = {(c["unit_id"], m["key"]): (c, m) for c in item["cells"] for m in c["methods"]}
@@ -137,7 +133,7 @@ def _run_work_item(item: dict) -> list[dict]:
             for oc in task.run(data, cells, out, list(item["metrics"])):
                 _write(oc, item, pending, records, out)
         except Exception as exc:  # a task adapter bug: what it did not report fails
-            err = f"task {item['task']}: {_reason(exc)}"
+            err = f"task {item['task']}: {failure_reason(exc)}"
     for c, m in list(pending.values()):
         rec = _record(item, c, m, status="failed", reason=err or "task gave no result")
         store.write_record(out, rec)
@@ -270,7 +266,7 @@ def run_scenario(
                         summary.crashed.append(f"{it['data_id']}:{it['seed']}")
                         if log is not None:
                             log(f"work item {it['data_id']} seed {it['seed']}: worker error "
-                                f"{_reason(err)} (rerun retries)")
+                                f"{failure_reason(err)} (rerun retries)")
                         bar.advance(tid, sum(len(c["methods"]) for c in it["cells"]))
                         continue
                     for r in recs:

@@ -22,7 +22,20 @@ __all__ = [
     "Realizations",
     "TrialWindow",
     "cut_record",
+    "scalar_info",
 ]
+
+
+def scalar_info(info: dict | None) -> dict:
+    """The JSON-safe scalar entries of an ``info`` dict (str, bool, int, float, None and
+    one-element numpy scalars), for records."""
+    out = {}
+    for k, v in (info or {}).items():
+        if isinstance(v, (str, bool, int, float)) or v is None:
+            out[str(k)] = v
+        elif isinstance(v, np.generic) and v.size == 1:
+            out[str(k)] = v.item()
+    return out
 
 
 def _finite_2d(name: str, a: Any) -> np.ndarray:

@@ -31,26 +31,11 @@ import numpy as np
 
 from bench import metrics as _metrics
 from bench import registry, store
+from bench.errors import failure_reason
 from bench.task import CellWork, MetricInfo, Outcome, Task
-from bench.types import Realizations
+from bench.types import Realizations, scalar_info
 
 __all__ = ["ImpedanceTask", "metric_status", "scored_pair"]
-
-
-def _reason(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {msg}"[:500]
-
-
-def _info(info: dict) -> dict:
-    """JSON-safe scalar subset of an estimate's ``info``."""
-    out = {}
-    for k, v in (info or {}).items():
-        if isinstance(v, (str, bool, int, float)) or v is None:
-            out[str(k)] = v
-        elif isinstance(v, np.generic) and v.size == 1:
-            out[str(k)] = v.item()
-    return out
 
 
 def scored_pair(data: Realizations, est: Any) -> tuple[np.ndarray, np.ndarray, str]:
@@ -138,11 +123,11 @@ class ImpedanceTask(Task):
             oc.peak_mem_mib = tracemalloc.get_traced_memory()[1] / 2**20
         except Exception as exc:  # failure capture: recorded, the run goes on
             oc.wall_time_s = time.perf_counter() - t0
-            oc.status, oc.reason = "failed", _reason(exc)
+            oc.status, oc.reason = "failed", failure_reason(exc)
             return oc
         finally:
             tracemalloc.stop()
-        oc.info = _info(est.info)
+        oc.info = scalar_info(est.info)
         truth = data.truth
         apath = store.array_path(out, cell.unit_id, m.key)
         store.save_arrays(
@@ -159,7 +144,7 @@ class ImpedanceTask(Task):
         try:
             oc.metrics = _score(names, k_true, k_est)
         except Exception as exc:
-            oc.status, oc.reason = "failed", f"metric: {_reason(exc)}"
+            oc.status, oc.reason = "failed", f"metric: {failure_reason(exc)}"
             return oc
         oc.status, oc.reason, note = metric_status(names, oc.metrics)
         if note:

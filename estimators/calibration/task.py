@@ -68,7 +68,7 @@ from typing import Any
 import numpy as np
 
 from bench import registry, store
-from bench.errors import ConvergenceWarning, DataError, InvalidParameterError
+from bench.errors import ConvergenceWarning, DataError, InvalidParameterError, failure_reason
 from bench.metrics import cr1, cr2, nrmse, r2, rmse
 from bench.params import Interval, Options
 from bench.task import CellWork, MethodWork, MetricInfo, Outcome, Task
@@ -82,11 +82,6 @@ __all__ = ["CalibrationTask", "build_space", "cut_windows", "true_vector"]
 _BATCH_FREE = ("alpha", "beta")
 #: Longest held-out window whose torque traces a record keeps for the report's figure.
 _TRACE_SAMPLES = 5000
-
-
-def _reason(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {msg}"[:500]
 
 
 # --------------------------------------------------------------------------- data
@@ -415,7 +410,7 @@ class CalibrationTask(Task):
         except Exception as exc:  # bad data for these settings: every pair fails
             for c in group:
                 for m in c.methods:
-                    yield Outcome(c, m, status="failed", reason=f"data: {_reason(exc)}")
+                    yield Outcome(c, m, status="failed", reason=f"data: {failure_reason(exc)}")
             return
         cal_m = mask_channels(cal, recorded)
         # one call per method (and its parameters) over the group's weights
@@ -459,7 +454,7 @@ class CalibrationTask(Task):
         except Exception as exc:  # failure capture: every pair of the call fails
             wall = (time.perf_counter() - t0) / len(pairs)
             for c, m in pairs:
-                yield Outcome(c, m, status="failed", reason=_reason(exc), wall_time_s=wall)
+                yield Outcome(c, m, status="failed", reason=failure_reason(exc), wall_time_s=wall)
             return
         wall = (time.perf_counter() - t0) / len(pairs)
         for (c, m), res, obj in zip(pairs, results, objectives):
@@ -470,7 +465,7 @@ class CalibrationTask(Task):
                 if warned:
                     oc.info["warning"] = warned[0][:300]
             except Exception as exc:
-                oc.status, oc.reason = "failed", f"scoring: {_reason(exc)}"
+                oc.status, oc.reason = "failed", f"scoring: {failure_reason(exc)}"
             if oc.status == "ok":
                 nan = [k for k in names if not np.isfinite(oc.metrics.get(k, np.nan))]
                 if names and names[0] in nan:

@@ -58,7 +58,7 @@ from bench.align import Alignment, align_realizations, bandlimited_interp, phase
 from bench.base import Estimator, Tags
 from bench.errors import DataError, InvalidParameterError, RegistryError
 from bench.params import Interval, Options
-from bench.types import ImpedanceEstimate, Realizations
+from bench.types import ImpedanceEstimate, Realizations, scalar_info
 
 __all__ = ["Aligned"]
 
@@ -184,7 +184,7 @@ class Aligned(Estimator):
                 else np.broadcast_to(est.K, (R, N)).copy()
             )
             info = {"align": "none", "method": self.method, "K_record": K_rec,
-                    "inner": _scalars(est.info)}
+                    "inner": scalar_info(est.info)}
             if flat:
                 info["warnings"] = [
                     "the schedule is constant over the whole record (no time variation to "
@@ -232,7 +232,7 @@ class Aligned(Estimator):
             "shift_sd_s": float(np.std(al.shifts)),
             "shifts_s": al.shifts,
             "K_record": K_rec,
-            "inner": _scalars(est.info),
+            "inner": scalar_info(est.info),
         }
         if B_rec is not None:
             info["B_record"] = B_rec
@@ -401,12 +401,3 @@ def _phase_values_at_record(
     return out.reshape(R, N)
 
 
-def _scalars(info: dict) -> dict:
-    """Scalar (JSON-safe) entries of an inner estimator's ``info``."""
-    out = {}
-    for k, v in (info or {}).items():
-        if isinstance(v, (str, bool, int, float)) or v is None:
-            out[str(k)] = v
-        elif isinstance(v, np.generic) and v.size == 1:
-            out[str(k)] = v.item()
-    return out
