@@ -229,6 +229,8 @@ class DatasetPlant(Plant):
 
     name = "dataset"
     task = "calibration"
+    #: Reads recordings: the same data whatever the seed (``plants.testing``).
+    stochastic = False
     _parameter_constraints = {
         "trials": [_root(Annotated[dict[StrictStr, TrialConfig], Field(min_length=1)],
                          "trials")],

@@ -216,7 +216,8 @@ def test_scenario_name_must_be_a_path_component(work, capsys, name, command):
     path = _write(work, "named.yaml", QUICKSTART.replace("name: quickstart", f"name: '{name}'"))
     argv = [command, path] + (["--quiet", "--jobs", "1"] if command == "run" else [])
     (issue,) = _refused(*_run(capsys, *argv)[::2], path)
-    assert re.match(rf"{re.escape(str(path))}:3: name: .* is not a valid name", issue)
+    name_line = next(i for i, t in enumerate(QUICKSTART.splitlines(), 1) if t.startswith("name:"))
+    assert re.match(rf"{re.escape(str(path))}:{name_line}: name: .* is not a valid name", issue)
     assert os.listdir(work) == ["named.yaml"]
 
 

@@ -53,7 +53,7 @@ def test_unknown_keys_name_line_and_field():
     p = DATA / "broken_keys.yaml"
     assert _issues("broken_keys.yaml") == [
         f"{p}:8: methods[0].lable: unknown key; did you mean 'label'?; valid keys: name, label, "
-        "params",
+        "params, cells",
         f"{p}:10: repetitions: unknown key; valid keys: name, description, plant, grid, "
         "exclude, methods, seeds, metrics, layout, reference",
     ]

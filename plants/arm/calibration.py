@@ -136,14 +136,8 @@ class ArmCalibrationPlant(Plant):
     name: ClassVar[str] = "arm-calibration"
     task: ClassVar[str] = "calibration"
     _parameter_constraints: ClassVar[dict] = {
-        "movement": [Options((*MOVEMENTS, "both"))],
+        **ArmPlant._parameter_constraints,  # the simulation's settings
         "held_out_movement": [Options((*MOVEMENTS, "both"))],
-        "duration": [Interval(float, 1.0, 3600.0)],
-        "fs": [Interval(float, 20.0, 2000.0)],
-        "substeps": [Interval(int, 1, 100)],
-        "cocontraction": [Interval(float, 0.0, 0.3)],
-        "emg_noise": [Interval(float, 0.0, 1.0)],
-        "tracking_bandwidth": [Interval(float, 0.0, 10.0)],
         "init_perturbation": [Interval(float, 0.0, 0.05, closed="left")],
         "model_tendon": [Options(TENDON_MODELS)],
         "activation_model": [Options(ACTIVATION_MODELS)],

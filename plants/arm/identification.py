@@ -37,11 +37,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench.base import Plant
-from bench.params import Interval, Options
+from bench.params import Interval
 from bench.types import CalibrationData, TrialWindow
 from plants.arm import rigid
 from plants.arm.muscles import MUSCLES, default_muscle_params
-from plants.arm.simulate import MOVEMENTS, ArmPlant
+from plants.arm.simulate import ArmPlant
 from plants.arm.truth import (
     IDENTIFIABLE_MUSCLES,
     MUSCLE_FIELDS,
@@ -246,13 +246,7 @@ class ArmIdentificationPlant(Plant):
     name: ClassVar[str] = "arm-identification"
     task: ClassVar[str] = "calibration"
     _parameter_constraints: ClassVar[dict] = {
-        "movement": [Options((*MOVEMENTS, "both"))],
-        "duration": [Interval(float, 1.0, 3600.0)],
-        "fs": [Interval(float, 20.0, 2000.0)],
-        "substeps": [Interval(int, 1, 100)],
-        "cocontraction": [Interval(float, 0.0, 0.3)],
-        "emg_noise": [Interval(float, 0.0, 1.0)],
-        "tracking_bandwidth": [Interval(float, 0.0, 10.0)],
+        **ArmPlant._parameter_constraints,  # the simulation's settings
         "n_guesses": [Interval(int, 1, 1000)],
         "rel_std": [Interval(float, 0.0, 0.5)],
     }

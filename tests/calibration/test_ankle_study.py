@@ -312,5 +312,5 @@ def test_plant_simulates_the_subject_it_draws():
     assert data.stiffness_is_true and data.segment == data.meta["samples_per_cycle"]
     cal = cut_windows(data.sets, data.calibration)
     assert cal.torque.shape[1] == data.segment  # one task cycle
-    with pytest.raises(InvalidParameterError, match="calibration_cycle 5 .*exceeds n_cycles 5"):
+    with pytest.raises(InvalidParameterError, match=r"calibration_cycle 5 .*exceeds n_cycles 5"):
         AnkleSubjectPlant(n_cycles=5, calibration_cycle=5)._validate()

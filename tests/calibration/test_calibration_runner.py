@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,8 +106,17 @@ def test_third_party_calibrator_is_scored_beside_the_built_in_ones(local_run):
     assert "| RS |" in md and "| SA |" in md and "torque_rmse [Nm]" in md
 
 
+#: The runs below that need a calibration per unit but not its cost: the third-party
+#: calibrator alone (no compiled annealing or AdamW), on the same plant, grid and seed.
+RS_ONLY = "\n".join(ln for ln in SCENARIO.splitlines()
+                     if "name: annealing" not in ln and "name: adamw" not in ln) + "\n"
+
+
 def test_compare_two_calibration_runs(scenario, local_run, tmp_path):
+    # a copy of the local run, rerun with RS's setting changed: SA and AdamW are resumed
+    # (their records are the local ones), RS alone is recomputed
     other = tmp_path / "other"
+    shutil.copytree(local_run, other)
     text = scenario.read_text().replace("{n: 10}", "{n: 15}")
     f2 = tmp_path / "tiny.yaml"
     f2.write_text(text)
@@ -136,7 +146,9 @@ def test_rerun_recomputes_nothing_and_a_lost_record_alone(scenario, local_run):
     assert {k for k in before if after[k] != before[k]} == {victim}
 
 
-def test_kill_9_keeps_finished_calibration_records(scenario, tmp_path):
+def test_kill_9_keeps_finished_calibration_records(tmp_path):
+    scenario = tmp_path / "rs.yaml"
+    scenario.write_text(RS_ONLY.replace("beta: [0.0, 0.5]", "beta: [0.0, 0.25, 0.5, 0.75]"))
     out = tmp_path / "killed"
     env = {**os.environ, "IMPBENCH_JAX_CACHE": "off", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "bench.cli", "run", str(scenario), "--out", str(out),
@@ -161,7 +173,7 @@ def test_kill_9_keeps_finished_calibration_records(scenario, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         s = run_scenario(load_scenario(scenario), out, jobs=1, progress=False)
-    assert s.computed["ok"] == 6 - len(done)
+    assert s.computed["ok"] == 4 - len(done)
     for name, content in done.items():
         assert (out / "cells" / name).read_bytes() == content  # finished ones untouched
 
@@ -171,12 +183,14 @@ def test_dask_executor_gives_the_local_metrics(scenario, local_run, tmp_path):
     from bench.executors import DaskExecutor
 
     out = tmp_path / "dask"
+    rs = tmp_path / "rs.yaml"
+    rs.write_text(RS_ONLY)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        s = run_scenario(load_scenario(scenario), out, executor=DaskExecutor(1),
-                         progress=False)
-    assert s.crashed == []
-    local = {(r["label"], r["unit_id"]): r["metrics"] for r in read_records(local_run)}
+        s = run_scenario(load_scenario(rs), out, executor=DaskExecutor(1), progress=False)
+    assert s.crashed == [] and s.computed["ok"] == 2
+    local = {(r["label"], r["unit_id"]): r["metrics"] for r in read_records(local_run)
+             if r["label"] == "RS"}
     dask = {(r["label"], r["unit_id"]): r["metrics"] for r in read_records(out)}
     assert local.keys() == dask.keys()
     for k in local:
