@@ -26,6 +26,13 @@ metrics: [stiffness_error, nan_share]
 """
 
 
+def _interruptible() -> None:
+    """In the child before it starts: Ctrl-C as a terminal delivers it. A process started in
+    the background of a non-interactive shell (``cmd &``, as CI runners may) inherits SIGINT
+    ignored, and Python then leaves it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_ctrl_c_stops_within_seconds_and_keeps_finished_records(tmp_path, jobs):
     scenario = tmp_path / "slow.yaml"
@@ -35,7 +42,7 @@ def test_ctrl_c_stops_within_seconds_and_keeps_finished_records(tmp_path, jobs):
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.cli", "run", str(scenario), "--out", str(out), "--jobs",
          jobs, "--quiet"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        text=True, start_new_session=True, preexec_fn=_interruptible)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
@@ -48,7 +55,7 @@ def test_ctrl_c_stops_within_seconds_and_keeps_finished_records(tmp_path, jobs):
         _, err = proc.communicate(timeout=3)  # stops within seconds (a TimeoutExpired fails)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)  # the run and any pool workers it left
             proc.communicate()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted; finished records are kept" in err, err

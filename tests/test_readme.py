@@ -97,3 +97,14 @@ def test_readme_command_lines_parse_and_name_real_files(command, request):
                 path = (request.getfixturevalue("example_copy")
                         if a == "scenarios/calibrate-example.yaml" else ROOT / a)
                 load_scenario(path)  # raises with the located errors when invalid
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "scenarios").glob("*.yaml")))
+def test_every_shipped_scenario_validates(name, request, capsys):
+    """``impbench validate`` exits 0 on every file in ``scenarios/`` (rig sessions included);
+    the calibration example beside the files its README command writes."""
+    from bench.cli import main
+
+    path = (request.getfixturevalue("example_copy") if name == "calibrate-example.yaml"
+            else ROOT / "scenarios" / name)
+    assert main(["validate", str(path)]) == 0, capsys.readouterr()
