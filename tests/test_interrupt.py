@@ -26,23 +26,23 @@ metrics: [stiffness_error, nan_share]
 """
 
 
-def _interruptible() -> None:
-    """In the child before it starts: Ctrl-C as a terminal delivers it. A process started in
-    the background of a non-interactive shell (``cmd &``, as CI runners may) inherits SIGINT
-    ignored, and Python then leaves it ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_ctrl_c_stops_within_seconds_and_keeps_finished_records(tmp_path, jobs):
     scenario = tmp_path / "slow.yaml"
     scenario.write_text(SLOW)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "IMPBENCH_JAX_CACHE": "off"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "run", str(scenario), "--out", str(out), "--jobs",
-         jobs, "--quiet"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True, preexec_fn=_interruptible)
+    # The child gets Ctrl-C as from a terminal: a test process started in the background of a
+    # non-interactive shell (``cmd &``, as CI runners may) has SIGINT ignored, an ignored signal
+    # is inherited across exec, and Python then leaves it ignored. A handler is not inherited.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.cli", "run", str(scenario), "--out", str(out),
+             "--jobs", jobs, "--quiet"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, before)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
