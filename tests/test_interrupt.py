@@ -52,7 +52,7 @@ def test_ctrl_c_stops_within_seconds_and_keeps_finished_records(tmp_path, jobs):
         assert proc.poll() is None, "the run ended before it could be interrupted"
         finished = {p.name: p.read_bytes() for p in (out / "cells").glob("*.json")}
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=3)  # stops within seconds (a TimeoutExpired fails)
+        _, err = proc.communicate(timeout=2)  # stops within 2 s (a TimeoutExpired fails)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the run and any pool workers it left
