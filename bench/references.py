@@ -83,7 +83,8 @@ def reference_lines(keys: list[str]) -> list[str]:
 #: The internal numbers of the source papers (``seeds/``) and the key each stands for.
 _LABELS = {"000": "Torque-stiffness EMG model study", "001": "Hambly et al.",
            "002": "Sanderink et al.", "003": "Hambly et al.", "004": "Kraaijevanger 2018"}
-_LABEL = re.compile(r"(?<![\w.])(?:seed |paper )?(00[0-4])(?![\w.])(:Eq\.)?")
+#: Not a group of digits of a number written with spaces ("10 000 + 2 000 epochs").
+_LABEL = re.compile(r"(?<![\w.])(?<!\d )(?:seed |paper )?(00[0-4])(?![\w.])(:Eq\.)?")
 _ISSUE = re.compile(r"\s*\((?:see )?issues? \d+(?:[,-] ?\d+)*(?: item \d+)?\)", re.I)
 
 

@@ -39,17 +39,18 @@ gait), ``torque_nrmse_trial`` (RMSE / RMS of the reference over the held-out win
 recorded trial, whole window: read this one on such data), ``torque_rmse`` (Nm), ``torque_r2``,
 ``stiffness_nrmse``, ``stiffness_rmse`` (Nm/rad), ``stiffness_r2`` (against the
 ``stiffness_reference``), ``stiffness_true_nrmse`` (against the true stiffness); on the
-calibration windows ``cal_torque_nrmse``, ``e_tau`` and ``e_tau_k`` (the study's fitting
-errors, second test) and ``objective``; against the true parameters ``cr1`` and ``cr2`` (%,
-Sanderink et al. Eq.22-23); the third test (``third_rmse``, ``third_r2``,
-``third_significant_share``: the calibrated model's stiffness on the unperturbed window
-against the perturbed held-out one, paired t-test along the cycle) when the plant gives an
-``unperturbed`` window; ``evaluations``, ``converged`` and ``condition_number`` of the
-scaled Jacobian at the solution; ``negative_stiffness_share`` (calibration and held-out
-samples where the modelled joint stiffness is negative, with a warning in the record's
-``info["negative_stiffness"]``). ``info["held_out_scores"]`` holds nRMSE, nRMSE over the
-trial, RMSE and r2 per held-out window and DoF (whole window); ``info["data_notes"]`` what
-the plant did to the data (resampling, clipping, delays).
+calibration windows ``cal_torque_nrmse``, ``cal_torque_rmse`` (Nm), ``cal_torque_r2``,
+``e_tau`` and ``e_tau_k`` (the study's fitting errors, second test) and ``objective``;
+against the true parameters ``cr1`` and ``cr2`` (%, Sanderink et al. Eq.22-23); the third
+test (``third_rmse``, ``third_r2``, ``third_significant_share``: the calibrated model's
+stiffness on the unperturbed window against the perturbed held-out one, paired t-test along
+the cycle) when the plant gives an ``unperturbed`` window; ``evaluations``, ``converged``
+and ``condition_number`` of the scaled Jacobian at the solution;
+``negative_stiffness_share`` (calibration and held-out samples where the modelled joint
+stiffness is negative, with a warning in the record's ``info["negative_stiffness"]``).
+``info["held_out_scores"]`` holds nRMSE, nRMSE over the trial, RMSE and r2 per held-out
+window and DoF (whole window); ``info["data_notes"]`` what the plant did to the data
+(resampling, clipping, delays).
 
 Calibration windows of different lengths are stacked padded (:func:`cut_windows`); windows
 at different rates are an error (the model runs at one rate: the dataset plant resamples
@@ -320,9 +321,9 @@ class CalibrationTask(Task):
         "converged": MetricInfo("higher", "", "1 when the optimizer met its stop criterion"),
         "condition_number": MetricInfo("lower", "", "condition number of the scaled Jacobian "
                                                     "at the solution"),
-        # calibrator-specific scores (their ``extra_metrics``)
         "cal_torque_rmse": MetricInfo("lower", "Nm", "torque RMSE on the calibration windows"),
         "cal_torque_r2": MetricInfo("higher", "", "torque r2 on the calibration windows"),
+        # calibrator-specific scores (their ``extra_metrics``)
         "n_synergies": MetricInfo("lower", "", "synergy-hybrid: number of synergies"),
         "vaf": MetricInfo("higher", "", "synergy-hybrid: VAF of the recorded excitations by "
                                         "the initial synergies"),
@@ -461,7 +462,7 @@ class CalibrationTask(Task):
             oc = Outcome(c, m, wall_time_s=wall)
             try:
                 self._score(oc, inst, data, space, sets, cal, recorded, res, obj, out)
-                self._extra(oc, inst, data, space, sets, cal_full, res)
+                self._extra(oc, inst, data, space, sets, cal_full, res, out)
                 if warned:
                     oc.info["warning"] = warned[0][:300]
             except Exception as exc:
@@ -587,9 +588,12 @@ class CalibrationTask(Task):
         n_own = (np.full(tq.shape[0], tq.shape[1]) if valid is None
                  else np.asarray(valid).sum(axis=1))
         pt = np.asarray(pc["torque"], dtype=float)
-        M["cal_torque_nrmse"] = float(np.mean([nrmse(tq[s, :n_own[s], j], pt[s, :n_own[s], j])
-                                               for s in range(tq.shape[0])
-                                               for j in range(tq.shape[2])]))
+        # each window over its own samples, mean over windows and DoFs
+        pairs = [(tq[s, :n_own[s], j], pt[s, :n_own[s], j])
+                 for s in range(tq.shape[0]) for j in range(tq.shape[2])]
+        for key, fn in (("cal_torque_nrmse", nrmse), ("cal_torque_rmse", rmse),
+                        ("cal_torque_r2", r2)):
+            M[key] = float(np.mean([fn(a, b) for a, b in pairs]))
         err = obj.errors(pc, tq, None if cal.stiffness is None else np.asarray(cal.stiffness),
                          valid)
         neg = ({} if "stiffness" not in pc else  # deep-lsq predicts no stiffness
@@ -651,16 +655,25 @@ class CalibrationTask(Task):
         oc.arrays = str(apath.relative_to(out))
 
     def _extra(self, oc: Outcome, inst: Any, data: CalibrationData, space: CalibrationSpace,
-               sets: tuple, cal_full: MuscleData, res: CalibrationResult) -> None:
-        """Method-specific scores: a calibrator may define ``extra_metrics(model, space,
-        result, calibration, held_out) -> dict`` (e.g. synthesized vs withheld excitations);
-        it receives the windows with every channel, recorded or not."""
-        hook = getattr(inst, "extra_metrics", None)
-        if not callable(hook):
+               sets: tuple, cal_full: MuscleData, res: CalibrationResult, out: Path) -> None:
+        """Method-specific results: a calibrator may define ``extra_metrics(model, space,
+        result, calibration, held_out) -> dict`` of scores (e.g. synthesized vs withheld
+        excitations) and ``extra_arrays(...)`` (same arguments) -> dict of arrays added to the
+        record's array file (e.g. per-guess scores and curves for a layout); both receive the
+        windows with every channel, recorded or not."""
+        metrics_hook = getattr(inst, "extra_metrics", None)
+        arrays_hook = getattr(inst, "extra_arrays", None)
+        if not callable(metrics_hook) and not callable(arrays_hook):
             return
         held = [cut_windows(sets, (w,)) for w in data.held_out]
-        for k, v in hook(data.model, space, res, cal_full, held).items():
-            oc.metrics[str(k)] = float(v)
+        if callable(metrics_hook):
+            for k, v in metrics_hook(data.model, space, res, cal_full, held).items():
+                oc.metrics[str(k)] = float(v)
+        if callable(arrays_hook) and oc.arrays:
+            extra = {str(k): np.asarray(v)
+                     for k, v in arrays_hook(data.model, space, res, cal_full, held).items()}
+            path = out / oc.arrays
+            store.save_arrays(path, **{**store.load_arrays(path), **extra})
 
     def _held_out(self, oc, M, arrays, inst, data, space, sets, recorded, res, neg) -> None:
         if not data.held_out:

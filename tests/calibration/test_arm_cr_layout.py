@@ -122,5 +122,8 @@ def test_tiny_run_report(tmp_path):
     for r in recs:
         assert {"cr1", "cr2", "cr2m", "cr2_own", "cr2_base", "initial_cr2"} <= set(r["metrics"])
         assert r["info"]["n_guesses"] == 2 and r["info"]["calibrator"] == "deep-lsq"
+    # the calibrator's per-guess arrays reach the record's array file: one run per guess
+    runs = collect_runs(out, recs)
+    assert len(runs) == 4 and sorted(r["guess"] for r in runs) == [0, 0, 1, 1]
     md = write_report(out)["md"].read_text()
-    assert "| M1 |" in md and "| M2 |" in md and "### M1 vs M2: paired tests" in md
+    assert "| M1 | 2 |" in md and "| M2 | 2 |" in md and "### M1 vs M2: paired tests" in md

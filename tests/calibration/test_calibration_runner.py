@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench import store
 from bench.base import Calibrator
 from bench.compare import compare_runs, write_comparison
 from bench.params import Interval
@@ -52,6 +53,10 @@ class RandomSearch(Calibrator):
         return result_from(prob, model, data, objective, X[b], np.minimum.accumulate(f),
                            time.perf_counter() - t0, len(X), {"calibrator": "random-search"})
 
+    def extra_arrays(self, model, space, result, calibration, held_out):
+        """Arrays for a report beside the record's own (the task's ``extra_arrays`` hook)."""
+        return {"rs_draws": np.asarray(self.n + 1), "rs_held_out": np.asarray(len(held_out))}
+
 
 SCENARIO = f"""\
 name: tiny-cal
@@ -67,7 +72,8 @@ methods:
   - {{name: adamw, label: AdamW, params: {{restarts: 1, max_steps: 30, patience: 10}}}}
   - {{name: '{MOD}:RandomSearch', label: RS, params: {{n: 10}}}}
 seeds: [3]
-metrics: [torque_nrmse, torque_rmse, torque_r2, stiffness_nrmse, e_tau, cr2, objective]
+metrics: [torque_nrmse, torque_rmse, torque_r2, stiffness_nrmse, e_tau, cr2, objective,
+          cal_torque_rmse, cal_torque_r2]
 """
 
 
@@ -98,7 +104,12 @@ def test_third_party_calibrator_is_scored_beside_the_built_in_ones(local_run):
         # every method on the same calibration window and the same held-out trial, scored
         # the same way: finite held-out nRMSE/RMSE/r2 and parameter errors against the truth
         assert 0 < m["torque_nrmse"] < 2 and m["torque_rmse"] > 0 and m["cr2"] > 0
-        assert (Path(local_run) / r["arrays"]).is_file()
+        # the calibration windows' fit in Nm and r2 beside nRMSE (Hambly et al. Fig. 5)
+        assert m["cal_torque_rmse"] > 0 and 0 < m["cal_torque_r2"] <= 1
+        arrays = store.load_arrays(Path(local_run) / r["arrays"])
+        assert "x" in arrays  # the record's own arrays, and a calibrator's extra ones beside
+        if r["label"] == "RS":
+            assert int(arrays["rs_draws"]) == 11 and int(arrays["rs_held_out"]) >= 1
     # random search from the initial point cannot beat annealing's objective on torque only
     assert by[("SA", 0.0)]["metrics"]["objective"] <= by[("RS", 0.0)]["metrics"]["objective"]
     paths = write_report(local_run)
