@@ -9,13 +9,13 @@ import io
 import re
 import shlex
 import shutil
-import warnings
 from pathlib import Path
 
 import pytest
 
 from bench.cli import build_parser
 from bench.scenario import load_scenario
+from tests.example_data import write_example
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -62,14 +62,8 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
 def example_copy(tmp_path_factory) -> Path:
     """``scenarios/calibrate-example.yaml`` beside the files ``make_example.py`` writes (git
     ignores them: a clean clone has none until the README's command writes them)."""
-    spec = importlib.util.spec_from_file_location(
-        "make_example", ROOT / "scenarios" / "data" / "make_example.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     root = tmp_path_factory.mktemp("scenarios")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mod.make_example(root / "data" / "example")
+    write_example(root / "data" / "example")
     shutil.copy(ROOT / "scenarios" / "calibrate-example.yaml", root)
     return root / "calibrate-example.yaml"
 

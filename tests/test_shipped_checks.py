@@ -6,13 +6,13 @@ settings that keep its checks fast must be added when it is registered."""
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from pathlib import Path
 
 import pytest
 
 from bench import registry
+from tests.example_data import write_example
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,14 +47,8 @@ def test_every_registered_backend_is_covered():
 
 @pytest.fixture(scope="module")
 def example_dir(tmp_path_factory) -> Path:
-    spec = importlib.util.spec_from_file_location(
-        "make_example", ROOT / "scenarios" / "data" / "make_example.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     root = tmp_path_factory.mktemp("dataset")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mod.make_example(root / "data" / "example", raw_emg=False)
+    write_example(root / "data" / "example", raw_emg=False)
     return root
 
 

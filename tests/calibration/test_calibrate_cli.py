@@ -10,7 +10,6 @@ same parameters as the same calibrator, seed and budget on the plant's in-memory
 from __future__ import annotations
 
 import copy
-import importlib.util
 import warnings
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from estimators.calibration._problem import make_problem
 from estimators.calibration.annealing import AnnealingCalibrator
 from estimators.calibration.objectives import CalibrationSpace, Objective
 from estimators.calibration.task import cut_windows
+from tests.example_data import write_example
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "scenarios" / "calibrate-example.yaml"
@@ -39,23 +39,12 @@ N_CYCLE = 213  # one task cycle at 128 Hz
 ANNEALING = {"name": "annealing", "label": "SA", "params": {"seed": 3, "max_evaluations": 300}}
 
 
-def _make_example_module():
-    spec = importlib.util.spec_from_file_location(
-        "make_example", ROOT / "scenarios" / "data" / "make_example.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def example(tmp_path_factory):
     """The example dataset in a temporary copy of the scenarios layout."""
     root = tmp_path_factory.mktemp("calib")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # six task cycles per trial (the shipped example has three): enough for SDS
-        ex = _make_example_module().make_example(root / "data" / "example",
-                                                 plant={"n_cycles": 6})
+    # six task cycles per trial (the shipped example has three): enough for SDS
+    ex = write_example(root / "data" / "example", plant={"n_cycles": 6})
     return root, ex
 
 
