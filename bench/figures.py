@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from bench import registry, store
 from bench.errors import RegistryError
+from bench.reportkit import new_figure, png_bytes
 from bench.scenario import canonical_json
 
 __all__ = ["baseline_cells", "plant_figures", "plot_k_tracks"]
@@ -106,9 +104,8 @@ def plot_k_tracks(out: Path, plan: dict, records: list[dict]) -> bytes | None:
             panels.append((f"{title}, seed {seed}", tracks))
     if not panels:
         return None
-    fig = Figure(figsize=(8.0, 2.8 * len(panels)), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    fig, axes = new_figure(8.0, 2.8 * len(panels), len(panels), 1)
+    axes = axes[:, 0]
     for ax, (title, tracks) in zip(axes, panels):
         arr0 = tracks[0][2]
         ax.plot(arr0["t"], arr0["K_true"], "k--", lw=2.0, label="true K")
@@ -123,6 +120,4 @@ def plot_k_tracks(out: Path, plan: dict, records: list[dict]) -> bytes | None:
         ax.set_ylabel("K [Nm/rad]")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=min(4, len(tracks) + 1), loc="upper right")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
+    return png_bytes(fig)

@@ -11,16 +11,18 @@ contains, after internal paper numbers are replaced by keys with
 from __future__ import annotations
 
 import html
+import io
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench import store
 from bench.htmlkit import html_table, png_img
 from bench.references import humanize
 
-__all__ = ["CSS", "Report", "fmt", "md_table"]
+__all__ = ["CSS", "Report", "fmt", "md_table", "new_figure", "png_bytes"]
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:76rem;margin:2rem auto;padding:0 1rem}
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
@@ -29,6 +31,34 @@ th{background:#eee}td:first-child,td:nth-child(2){text-align:left}
 tr.base td{font-weight:bold}tr.median td{border-top:2px solid #444;font-style:italic}
 td.better{background:#e6f4e6}td.worse{background:#fbe9e7}
 img{max-width:100%}code{background:#f4f4f4;padding:0 .2rem}.warn{color:#a40}"""
+
+def new_figure(width: float, height: float, rows: int = 1, cols: int = 1) -> tuple[Any, Any]:
+    """A constrained-layout figure on its own Agg canvas (no pyplot state) and its axes.
+
+    Parameters
+    ----------
+    width, height : float, inches
+    rows, cols : int
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    axes : ndarray of Axes, shape (rows, cols)
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # only when drawing
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def png_bytes(fig: Any, dpi: int = 100) -> bytes:
+    """``fig`` as PNG bytes (for :meth:`Report.figure`)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
 
 _MD_INLINE = re.compile(r"\*\*(.+?)\*\*|`(.+?)`")
 

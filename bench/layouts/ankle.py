@@ -24,7 +24,6 @@ stiffness reference and per subject (seed):
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from bench import store
 from bench.layout import Layout, LayoutContext, StrictModel
 from bench.layouts.calibration import med_iqr
 from bench.layouts.table import add_runtime_and_records, partial_warning
-from bench.reportkit import Report, fmt
+from bench.reportkit import Report, fmt, new_figure, png_bytes
 from bench.yamlfile import Collector
 
 __all__ = ["AnkleTable1Layout", "select"]
@@ -93,21 +92,6 @@ def select(recs: list[dict]) -> dict[str, dict]:
     if with_k:
         out["torque_stiffness"] = min(with_k, key=lambda r: r["metrics"]["e_tau_k"])
     return out
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return buf.getvalue()
-
-
-def _figure(w: float, h: float, rows: int, cols: int) -> tuple[Any, np.ndarray]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(rows, cols, squeeze=False)
 
 
 class AnkleTable1Layout(Layout):
@@ -356,7 +340,7 @@ class AnkleTable1Layout(Layout):
         alphas = sorted({float(r["factors"]["alpha"]) for r in recs})
         betas = sorted({float(r["factors"]["beta"]) for r in recs})
         n = len(subjects)
-        fig, axes = _figure(2.6 * n + 1, 5.2, 2, n)
+        fig, axes = new_figure(2.6 * n + 1, 5.2, 2, n)
         for j, seed in enumerate(subjects):
             rs = [r for r in recs if r["seed"] == seed and r["status"] == "ok"]
             for i, (mk, color, lab) in enumerate((("e_tau", "red", "E_tau"),
@@ -379,7 +363,7 @@ class AnkleTable1Layout(Layout):
                 ax.set_xlabel("alpha", fontsize=8)
                 if j == 0:
                     ax.set_ylabel("beta", fontsize=8)
-        rep.figure(f"error_map_{key}", _png(fig),
+        rep.figure(f"error_map_{key}", png_bytes(fig, dpi=90),
                    f"fitting errors per (alpha, beta), circles within {acc:g} x min ({title})")
         prof = []
         for seed in subjects:
@@ -388,7 +372,7 @@ class AnkleTable1Layout(Layout):
                 if r is not None and r.get("arrays") and (out / r["arrays"]).is_file():
                     prof.append((seed, k, store.load_arrays(out / r["arrays"])))
         if prof:
-            fig, axes = _figure(2.6 * n + 1, 5.0, 2, n)
+            fig, axes = new_figure(2.6 * n + 1, 5.0, 2, n)
             for seed, k, a in prof:
                 j = subjects.index(seed)
                 color = "red" if k == "torque_only" else "green"
@@ -408,7 +392,7 @@ class AnkleTable1Layout(Layout):
                     ax.set_title(f"S{seed} {q} [{unit}]", fontsize=9)
                     ax.set_xlabel("% cycle", fontsize=8)
             axes[0, 0].legend(fontsize=7)
-            rep.figure(f"profiles_{key}", _png(fig),
+            rep.figure(f"profiles_{key}", png_bytes(fig, dpi=90),
                        f"held-out mean cycle: torque only (red), torque and stiffness (green) "
                        f"({title})")
         walls = med_iqr([r.get("wall_time_s") for r in recs])

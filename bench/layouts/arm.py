@@ -25,7 +25,6 @@ summarized by their metrics (the medians over their guesses) and the curves are 
 
 from __future__ import annotations
 
-import io
 import math
 import warnings
 from pathlib import Path
@@ -37,7 +36,7 @@ from pydantic import Field, StrictStr
 from bench import store
 from bench.layout import Layout, LayoutContext, StrictModel
 from bench.layouts.table import add_runtime_and_records, partial_warning
-from bench.reportkit import Report
+from bench.reportkit import Report, new_figure, png_bytes
 from bench.yamlfile import Collector
 
 __all__ = ["ArmCrLayout", "collect_runs", "paired_tests"]
@@ -142,21 +141,6 @@ def paired_tests(runs: list[dict], a: str, b: str) -> dict[str, dict]:
                   "median_diff": float(np.median(x[ok] - y[ok])),
                   "a_lower": int(np.sum(x[ok] < y[ok]))}
     return out
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
-
-
-def _figure(w: float, h: float, cols: int) -> tuple[Any, np.ndarray]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(1, cols, squeeze=False)[0]
 
 
 class ArmCrLayout(Layout):
@@ -280,7 +264,7 @@ class ArmCrLayout(Layout):
 
     @staticmethod
     def _curves_figure(labels: list[str], runs: list[dict]) -> bytes:
-        fig, axs = _figure(19, 3.4, 5)
+        fig, (axs,) = new_figure(19, 3.4, 1, 5)
         for i, lab in enumerate(labels):
             rr = [r for r in runs if r["label"] == lab and "curves" in r]
             if not rr:
@@ -305,7 +289,7 @@ class ArmCrLayout(Layout):
             ax.boxplot([[r["final"][k] for r in runs if r["label"] == lab] for lab in present],
                        tick_labels=present)
             ax.set_title(t, fontsize=10)
-        return _png(fig)
+        return png_bytes(fig)
 
     @staticmethod
     def _param_errors(labels: list[str], runs: list[dict]) -> tuple[list[str], dict]:
@@ -330,7 +314,7 @@ class ArmCrLayout(Layout):
         names, errs = self._param_errors(labels, runs)
         if not names:
             return None
-        fig, (ax,) = _figure(max(8.0, 0.12 * len(names)), 3.4, 1)
+        fig, ((ax,),) = new_figure(max(8.0, 0.12 * len(names)), 3.4)
         for k, (lab, E) in enumerate(errs.items()):
             x = np.arange(len(names)) + (k - 0.5) * 0.35
             with warnings.catch_warnings():  # zero-truth entries are NaN (not scored)
@@ -342,7 +326,7 @@ class ArmCrLayout(Layout):
         ax.set_xticklabels(names, rotation=90, fontsize=5)
         ax.set_ylabel("% error")
         ax.legend(fontsize=8)
-        return _png(fig)
+        return png_bytes(fig)
 
     def _param_table(self, rep: Report, labels: list[str], runs: list[dict]) -> None:
         names, errs = self._param_errors(labels, runs)

@@ -14,7 +14,6 @@ pairs, standard errors); runtime and every record.
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from bench.layouts.table import (
     build_blocks,
     partial_warning,
 )
-from bench.reportkit import Report, fmt
+from bench.reportkit import Report, fmt, new_figure, png_bytes
 from bench.yamlfile import Collector
 
 __all__ = ["CalibrationLayout", "med_iqr", "parameter_rows"]
@@ -257,14 +256,10 @@ class CalibrationLayout(Layout):
 
 def _torque_png(traces: list[tuple[str, dict]]) -> bytes:
     """The first held-out window's torque, reference and each method's model (per DoF)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     ref = np.asarray(traces[0][1]["held_torque_ref_0"], dtype=float)
     D = ref.shape[1]
-    fig = Figure(figsize=(6.0, 2.4 * D), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(D, 1, squeeze=False)[:, 0]
+    fig, axes = new_figure(6.0, 2.4 * D, D, 1)
+    axes = axes[:, 0]
     x = np.arange(ref.shape[0])
     for j, ax in enumerate(axes):
         ax.plot(x, ref[:, j], color="0.6", lw=3, label="reference")
@@ -274,6 +269,4 @@ def _torque_png(traces: list[tuple[str, dict]]) -> bytes:
         ax.set_ylabel(f"{names[j] if names is not None else j} [Nm]", fontsize=8)
     axes[-1].set_xlabel("sample of the held-out window", fontsize=8)
     axes[0].legend(fontsize=7)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return buf.getvalue()
+    return png_bytes(fig, dpi=90)

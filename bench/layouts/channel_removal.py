@@ -22,7 +22,6 @@ where a run lacks them, the calibration nRMSE is shown instead.
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ import numpy as np
 from bench import registry, store
 from bench.layout import Layout, LayoutContext, ReferenceBase, StrictModel
 from bench.layouts.table import add_runtime_and_records, partial_warning
-from bench.reportkit import Report
+from bench.reportkit import Report, new_figure, png_bytes
 from bench.yamlfile import Collector
 
 __all__ = ["ChannelRemovalLayout", "parameter_distance", "removal_order"]
@@ -94,12 +93,6 @@ def removal_order(records: list[dict], channels: list[str] | None) -> list[str]:
         gone = [c for c in known if rec is not None and c not in rec and c not in order]
         order += gone
     return order
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
 
 
 class ChannelRemovalLayout(Layout):
@@ -287,8 +280,6 @@ class ChannelRemovalLayout(Layout):
 
     @staticmethod
     def _figure(plan: dict, rows: list[dict]) -> bytes:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
 
         have_cal = any(math.isfinite(r["cal_torque_rmse"]) for r in rows)
@@ -297,9 +288,7 @@ class ChannelRemovalLayout(Layout):
                   else [("cal_torque_nrmse", "moment nRMSE, calibration")])
         panels += [("torque_rmse", "moment RMSE (Nm), held out"),
                    ("torque_r2", "R², held out"), ("distance", "parameter distance (range)")]
-        fig = Figure(figsize=(3.4 * len(panels), 3.2), layout="constrained")
-        FigureCanvasAgg(fig)
-        axs = fig.subplots(1, len(panels), squeeze=False)[0]
+        fig, (axs,) = new_figure(3.4 * len(panels), 3.2, 1, len(panels))
         colors = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange")
         for ax, (key, label) in zip(axs, panels):
             for i, m in enumerate(plan["methods"]):
@@ -313,4 +302,4 @@ class ChannelRemovalLayout(Layout):
             ax.set_title(label, fontsize=9)
             ax.grid(alpha=0.3)
         axs[0].legend(fontsize=8)
-        return _png(fig)
+        return png_bytes(fig)

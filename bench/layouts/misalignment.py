@@ -19,7 +19,6 @@ are counted for, percent; default 15) and ``metric`` (default ``stiffness_error`
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections import defaultdict
@@ -34,7 +33,7 @@ from bench import store
 from bench.errors import DataError
 from bench.layout import Layout, LayoutContext, StrictModel
 from bench.layouts.table import partial_warning
-from bench.reportkit import Report
+from bench.reportkit import Report, new_figure, png_bytes
 from bench.yamlfile import Collector
 
 __all__ = [
@@ -253,12 +252,6 @@ def _families(s: Summary) -> list[str]:
     return fam
 
 
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
-
-
 def _style(variant: str) -> dict:
     if variant == "raw":
         return {"ls": "-", "marker": "o"}
@@ -272,12 +265,7 @@ def plot_error_vs_jitter(s: Summary) -> bytes:
     dur = _baseline_duration(s)
     fams = _families(s) or ["tvkf"]
     single = [m for m in s.methods if m.variant == "single record"]
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(3.0 * len(fams), 2.8 * len(s.jitter)), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(s.jitter), len(fams), squeeze=False)
+    fig, axes = new_figure(3.0 * len(fams), 2.8 * len(s.jitter), len(s.jitter), len(fams))
     for row, factor in enumerate(s.jitter):
         name, unit, scale = JITTER_FACTORS[factor]
         jls = _one_factor_levels(s, factor)
@@ -295,7 +283,7 @@ def plot_error_vs_jitter(s: Summary) -> bytes:
                 ax.set_ylabel(f"{s.metric} [%]")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def reps_table(s: Summary, target: float) -> dict:
@@ -320,12 +308,7 @@ def plot_reps_vs_jitter(s: Summary, reps: dict, target: float) -> bytes:
     """PNG: repetitions needed for ``target`` error vs jitter (one panel per factor)."""
     R_max = max(s.levels["duration"]) / s.period
     R_min = min(s.levels["duration"]) / s.period
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.5 * len(s.jitter), 3.6), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(s.jitter), squeeze=False)[0]
+    fig, (axes,) = new_figure(5.5 * len(s.jitter), 3.6, 1, len(s.jitter))
     for ax, factor in zip(axes, s.jitter):
         name, unit, scale = JITTER_FACTORS[factor]
         for m in s.methods:
@@ -347,7 +330,7 @@ def plot_reps_vs_jitter(s: Summary, reps: dict, target: float) -> bytes:
         ax.set_ylabel(f"repetitions for {target:g} % error")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, ncol=2)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 # --------------------------------------------------------------------------- report

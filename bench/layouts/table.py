@@ -27,7 +27,6 @@ class/static method (PNG bytes by name).
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import math
@@ -41,7 +40,7 @@ from pydantic import Field, StrictStr
 from bench import metrics as _metrics
 from bench import registry, store
 from bench.layout import Layout, LayoutContext, StrictModel
-from bench.reportkit import Report, fmt
+from bench.reportkit import Report, fmt, new_figure, png_bytes
 from bench.scenario import canonical_json
 from bench.yamlfile import Collector
 
@@ -515,13 +514,9 @@ def _figure_ours_vs_ref(blocks: list[Block]) -> bytes | None:
     panels = [b for b in blocks if b.pairs]
     if not panels:
         return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.2 * min(3, len(panels)), 4.0 * ((len(panels) + 2) // 3)),
-                 layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots((len(panels) + 2) // 3, min(3, len(panels)), squeeze=False).ravel()
+    rows, cols = (len(panels) + 2) // 3, min(3, len(panels))
+    fig, axes = new_figure(4.2 * cols, 4.0 * rows, rows, cols)
+    axes = axes.ravel()
     markers = "osD^v<>pP*XhH"
     labels = sorted({lab for b in panels for lab in b.pairs})
     for ax, b in zip(axes, panels):
@@ -544,9 +539,7 @@ def _figure_ours_vs_ref(blocks: list[Block]) -> bytes | None:
         ax.legend(fontsize=7)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return buf.getvalue()
+    return png_bytes(fig, dpi=90)
 
 
 def partial_warning(plan: dict, records: list[dict]) -> str:
