@@ -167,20 +167,14 @@ class ArmCalibrationPlant(Plant):
         """The recorded EMG channels: one per MTU."""
         return tuple(MUSCLES)
 
-    def _arm(self, movement: str) -> ArmPlant:
-        return ArmPlant(movement=movement, duration=float(self.duration), fs=float(self.fs),
-                        substeps=int(self.substeps), cocontraction=float(self.cocontraction),
-                        emg_noise=float(self.emg_noise),
-                        tracking_bandwidth=float(self.tracking_bandwidth))
-
     def simulate(self, rng: np.random.Generator) -> CalibrationData:
         """Simulate both sets and build the starting model (module docstring)."""
         self._validate()
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator; got {type(rng)}")
         cal_rng, held_rng, init_rng = rng.spawn(3)
-        cal = self._arm(self.movement).simulate(cal_rng)
-        held = self._arm(self.held_out_movement).simulate(held_rng)
+        cal = ArmPlant.with_settings_of(self, self.movement).simulate(cal_rng)
+        held = ArmPlant.with_settings_of(self, self.held_out_movement).simulate(held_rng)
         return arm_calibration_data(cal, held, float(self.init_perturbation), init_rng,
                                     tendon=self.model_tendon,
                                     activation_model=self.activation_model)

@@ -277,10 +277,7 @@ class ArmIdentificationPlant(Plant):
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator; got {type(rng)}")
         fs = float(self.fs)
-        data = ArmPlant(movement=self.movement, duration=float(self.duration), fs=fs,
-                        substeps=int(self.substeps), cocontraction=float(self.cocontraction),
-                        emg_noise=float(self.emg_noise),
-                        tracking_bandwidth=float(self.tracking_bandwidth)).simulate(rng)
+        data = ArmPlant.with_settings_of(self, self.movement).simulate(rng)
         names, gt, _ = parameter_vector("M2", fs)
         guesses = sample_initial_guess(gt, rng, float(self.rel_std),
                                        size=int(self.n_guesses))  # 002:Eq.24

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -629,6 +629,15 @@ class ArmPlant(Plant):
         self.cocontraction = cocontraction
         self.emg_noise = emg_noise
         self.tracking_bandwidth = tracking_bandwidth
+
+    @classmethod
+    def with_settings_of(cls, plant: Any, movement: str) -> ArmPlant:
+        """The simulation of ``movement`` with the settings (duration, fs, substeps,
+        cocontraction, emg_noise, tracking_bandwidth) a wrapping plant carries."""
+        return cls(movement=movement, duration=float(plant.duration), fs=float(plant.fs),
+                   substeps=int(plant.substeps), cocontraction=float(plant.cocontraction),
+                   emg_noise=float(plant.emg_noise),
+                   tracking_bandwidth=float(plant.tracking_bandwidth))
 
     def simulate(self, rng: np.random.Generator) -> MuscleData:
         """Simulate the trial(s).
